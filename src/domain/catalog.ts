@@ -1,0 +1,222 @@
+import { Type, type Static, type TSchema } from 'typebox';
+import { ERRORS } from './errors.js';
+import {
+  COMMAND_TYPES,
+  type ActionType,
+  type CommandType,
+  type LiveResponseCommand,
+  type RelatedFileInfo,
+} from './model.js';
+
+/**
+ * The action catalog: one entry per action type with everything that differs between types,
+ * so routes, validation, the lifecycle and the agents read the same facts (contract §2, §4).
+ */
+
+const MAX_COMMENT = 4096;
+const Comment = Type.String({ maxLength: MAX_COMMENT });
+
+export const IsolationTypes = ['Full', 'Selective', 'UnManagedDevice'] as const;
+export const ScanTypes = ['Quick', 'Full'] as const;
+
+export const CommentBody = Type.Object({ Comment });
+export const IsolateBody = Type.Object({
+  Comment,
+  IsolationType: Type.Optional(Type.Enum(IsolationTypes)),
+});
+export const ScanBody = Type.Object({ Comment, ScanType: Type.Enum(ScanTypes) });
+export const StopAndQuarantineBody = Type.Object({
+  Comment,
+  Sha1: Type.String({ pattern: '^[0-9a-fA-F]{40}$' }),
+});
+
+const MAX_COMMANDS = 50;
+const MAX_PARAM_VALUE = 4096;
+export const LiveResponseBody = Type.Object({
+  Comment,
+  Commands: Type.Array(
+    Type.Object({
+      type: Type.Enum(COMMAND_TYPES),
+      params: Type.Array(
+        Type.Object({ key: Type.String({ maxLength: 64 }), value: Type.String({ maxLength: MAX_PARAM_VALUE }) }),
+        { maxItems: 8 },
+      ),
+    }),
+    { minItems: 1, maxItems: MAX_COMMANDS },
+  ),
+});
+export type LiveResponseBodyT = Static<typeof LiveResponseBody>;
+
+/** What an accepted request turns into, besides the common fields. */
+export interface ActionSpecifics {
+  scope: string | null;
+  relatedFileInfo: RelatedFileInfo | null;
+  commands: LiveResponseCommand[];
+  conflictKey: string;
+}
+
+export interface ActionDefinition {
+  type: ActionType;
+  /** The path segment under /api/machines/{id}/ (matched case-insensitively). */
+  route: string;
+  body: TSchema;
+  /** Default seconds an InProgress action may run before it becomes TimeOut. */
+  executionDeadlineSeconds: number;
+  specifics(body: Record<string, unknown>): ActionSpecifics;
+}
+
+const plain = (conflictKey: string) => (): ActionSpecifics => ({
+  scope: null,
+  relatedFileInfo: null,
+  commands: [],
+  conflictKey,
+});
+
+const HOUR = 3600;
+
+export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
+  Isolate: {
+    type: 'Isolate',
+    route: 'isolate',
+    body: IsolateBody,
+    executionDeadlineSeconds: HOUR,
+    specifics: (body) => ({
+      scope: (body.IsolationType as string | undefined) ?? 'Full',
+      relatedFileInfo: null,
+      commands: [],
+      conflictKey: 'Isolation',
+    }),
+  },
+  Unisolate: {
+    type: 'Unisolate',
+    route: 'unisolate',
+    body: CommentBody,
+    executionDeadlineSeconds: HOUR,
+    specifics: plain('Isolation'),
+  },
+  RunAntiVirusScan: {
+    type: 'RunAntiVirusScan',
+    route: 'runAntiVirusScan',
+    body: ScanBody,
+    executionDeadlineSeconds: 24 * HOUR,
+    specifics: (body) => ({
+      scope: body.ScanType as string,
+      relatedFileInfo: null,
+      commands: [],
+      conflictKey: 'RunAntiVirusScan',
+    }),
+  },
+  CollectInvestigationPackage: {
+    type: 'CollectInvestigationPackage',
+    route: 'collectInvestigationPackage',
+    body: CommentBody,
+    executionDeadlineSeconds: 3 * HOUR,
+    specifics: plain('CollectInvestigationPackage'),
+  },
+  RestrictCodeExecution: {
+    type: 'RestrictCodeExecution',
+    route: 'restrictCodeExecution',
+    body: CommentBody,
+    executionDeadlineSeconds: HOUR,
+    specifics: plain('CodeExecution'),
+  },
+  UnrestrictCodeExecution: {
+    type: 'UnrestrictCodeExecution',
+    route: 'unrestrictCodeExecution',
+    body: CommentBody,
+    executionDeadlineSeconds: HOUR,
+    specifics: plain('CodeExecution'),
+  },
+  Offboard: {
+    type: 'Offboard',
+    route: 'offboard',
+    body: CommentBody,
+    executionDeadlineSeconds: HOUR,
+    specifics: plain('Offboard'),
+  },
+  StopAndQuarantineFile: {
+    type: 'StopAndQuarantineFile',
+    route: 'StopAndQuarantineFile',
+    body: StopAndQuarantineBody,
+    executionDeadlineSeconds: HOUR,
+    specifics: (body) => {
+      const sha1 = (body.Sha1 as string).toLowerCase();
+      return {
+        scope: null,
+        relatedFileInfo: { fileIdentifier: sha1, fileIdentifierType: 'Sha1' },
+        commands: [],
+        conflictKey: `StopAndQuarantineFile:${sha1}`,
+      };
+    },
+  },
+  LiveResponse: {
+    type: 'LiveResponse',
+    route: 'runliveresponse',
+    body: LiveResponseBody,
+    executionDeadlineSeconds: 2 * HOUR,
+    specifics: (body) => ({
+      scope: null,
+      relatedFileInfo: null,
+      commands: liveResponseCommands(body as LiveResponseBodyT),
+      conflictKey: 'LiveResponse',
+    }),
+  },
+};
+
+export const ACTION_DEFINITIONS: readonly ActionDefinition[] = Object.values(ACTION_CATALOG);
+
+/** Parameters each live-response command takes: required ones first (contract §2). */
+const COMMAND_PARAMS: Readonly<Record<CommandType, { required: readonly string[]; optional: readonly string[] }>> = {
+  PutFile: { required: ['FileName'], optional: [] },
+  RunScript: { required: ['ScriptName'], optional: ['Args'] },
+  GetFile: { required: ['Path'], optional: [] },
+};
+const COMMAND_ORDER: Readonly<Record<CommandType, number>> = { PutFile: 0, RunScript: 1, GetFile: 2 };
+/** A library file name: a plain file name, never a path. */
+const LIBRARY_FILE_NAME = /^[^/\\\0]{1,255}$/;
+
+/**
+ * Checks what the body schema cannot: each command's parameter names, library file names, and
+ * the order PutFile, RunScript, GetFile. Throws the contract's errors.
+ */
+function liveResponseCommands(body: LiveResponseBodyT): LiveResponseCommand[] {
+  let previous = -1;
+  return body.Commands.map((command, index) => {
+    const where = `Commands[${index}]`;
+    const rank = COMMAND_ORDER[command.type];
+    if (rank < previous) {
+      throw ERRORS.InvalidRequestBody(
+        `${where}: command types must appear in the order PutFile, RunScript, GetFile.`,
+      );
+    }
+    previous = rank;
+    const allowed = COMMAND_PARAMS[command.type];
+    const seen = new Set<string>();
+    for (const param of command.params) {
+      if (![...allowed.required, ...allowed.optional].includes(param.key)) {
+        throw ERRORS.InvalidRequestBody(`${where}: ${command.type} does not take the parameter '${param.key}'.`);
+      }
+      if (seen.has(param.key)) throw ERRORS.InvalidRequestBody(`${where}: parameter '${param.key}' is repeated.`);
+      seen.add(param.key);
+    }
+    for (const key of allowed.required) {
+      if (!seen.has(key)) throw ERRORS.MissingRequiredParameter(`${where}.params.${key}`);
+    }
+    for (const param of command.params) {
+      if ((param.key === 'FileName' || param.key === 'ScriptName') && !LIBRARY_FILE_NAME.test(param.value)) {
+        throw ERRORS.InvalidInput(`${where}: '${param.key}' must be the name of a library file.`);
+      }
+      if (param.key === 'Path' && param.value.trim() === '') {
+        throw ERRORS.InvalidInput(`${where}: 'Path' must not be empty.`);
+      }
+    }
+    return {
+      index,
+      startTime: null,
+      endTime: null,
+      commandStatus: 'Created' as const,
+      errors: [],
+      command: { type: command.type, params: command.params.map((p) => ({ key: p.key, value: p.value })) },
+    };
+  });
+}

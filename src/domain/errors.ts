@@ -1,0 +1,68 @@
+/**
+ * The error registry: one factory per error the API can answer with. Each carries the contract's
+ * code (§6), the HTTP status and a message meant for the client. Nothing else produces error
+ * bodies, so codes, statuses and wording stay consistent.
+ */
+export class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    readonly statusCode: number,
+    message: string,
+    readonly headers: Readonly<Record<string, string>> = {},
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+export const ERRORS = {
+  BadRequest: (message: string) => new ApiError('BadRequest', 400, message),
+  InvalidGuidKey: (key: string) =>
+    new ApiError(
+      'BadRequest',
+      400,
+      `The key value (${key}) from request is not valid. The key value should be format of type 'Edm.Guid'.`,
+    ),
+  CancelOfFinalAction: (id: string, status: string) =>
+    new ApiError('BadRequest', 400, `Action ${id} cannot be cancelled because its status is ${status}.`),
+  ODataError: (message: string) => new ApiError('ODataError', 400, message),
+  InvalidInput: (message: string) => new ApiError('InvalidInput', 400, message),
+  InvalidRequestBody: (message: string) => new ApiError('InvalidRequestBody', 400, message),
+  MissingRequiredParameter: (name: string) =>
+    new ApiError('MissingRequiredParameter', 400, `Missing required parameter '${name}'.`),
+  ActiveRequestAlreadyExists: () =>
+    new ApiError('ActiveRequestAlreadyExists', 400, 'Action is already in progress'),
+  Unauthorized: (message = 'Authorization has been denied for this request.') =>
+    new ApiError('Unauthorized', 401, message),
+  Forbidden: (accepted: readonly string[]) =>
+    new ApiError(
+      'Forbidden',
+      403,
+      `The application or user does not have any of the required permissions: ${accepted.join(', ')}.`,
+    ),
+  ForbiddenMessage: (message: string) => new ApiError('Forbidden', 403, message),
+  NotFound: (message = 'The requested resource was not found.') => new ApiError('NotFound', 404, message),
+  ActionNotFound: (id: string) => new ApiError('NotFound', 404, `Machine action ${id} was not found`),
+  ResourceNotFound: (machineId: string) =>
+    new ApiError('ResourceNotFound', 404, `Machine ${machineId} was not found`),
+  MethodNotAllowed: (method: string, allow: readonly string[]) =>
+    new ApiError('MethodNotAllowed', 405, `The requested resource does not support http method '${method}'.`, {
+      allow: allow.join(', '),
+    }),
+  PayloadTooLarge: (limitBytes: number) =>
+    new ApiError('RequestEntityTooLarge', 413, `The request body is larger than ${limitBytes} bytes.`),
+  UnsupportedMediaType: (contentType: string | undefined) =>
+    new ApiError(
+      'UnsupportedMediaType',
+      415,
+      contentType
+        ? `The content type '${contentType}' is not supported; send application/json.`
+        : 'A Content-Type of application/json is required.',
+    ),
+  TooManyRequests: (retryAfterSeconds: number) =>
+    new ApiError('TooManyRequests', 429, `Rate limit is exceeded. Try again in ${retryAfterSeconds} seconds.`, {
+      'retry-after': String(retryAfterSeconds),
+    }),
+  InternalServerError: () =>
+    new ApiError('InternalServerError', 500, 'An unexpected error occurred. Quote the request id when reporting it.'),
+} as const;

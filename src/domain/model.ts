@@ -1,0 +1,142 @@
+/** The entities of the contract (§3, §9) as Countermand stores them. Times are epoch ms. */
+
+export const ACTION_TYPES = [
+  'RunAntiVirusScan',
+  'Offboard',
+  'LiveResponse',
+  'CollectInvestigationPackage',
+  'Isolate',
+  'Unisolate',
+  'StopAndQuarantineFile',
+  'RestrictCodeExecution',
+  'UnrestrictCodeExecution',
+] as const;
+export type ActionType = (typeof ACTION_TYPES)[number];
+
+export const ACTION_STATUSES = ['Pending', 'InProgress', 'Succeeded', 'Failed', 'TimeOut', 'Cancelled'] as const;
+export type ActionStatus = (typeof ACTION_STATUSES)[number];
+
+export const COMMAND_TYPES = ['PutFile', 'RunScript', 'GetFile'] as const;
+export type CommandType = (typeof COMMAND_TYPES)[number];
+export type CommandStatus = 'Created' | 'Completed' | 'Failed';
+
+export interface CommandParam {
+  key: string;
+  value: string;
+}
+
+export interface LiveResponseCommand {
+  index: number;
+  startTime: number | null;
+  endTime: number | null;
+  commandStatus: CommandStatus;
+  errors: string[];
+  command: { type: CommandType; params: CommandParam[] };
+}
+
+export interface RelatedFileInfo {
+  fileIdentifier: string;
+  fileIdentifierType: 'Sha1';
+}
+
+export interface MachineAction {
+  id: string;
+  tenantId: string;
+  type: ActionType;
+  title: string | null;
+  requestor: string;
+  /** The caller's stable id (application id or user object id); not on the wire. */
+  requestorId: string;
+  requestorComment: string | null;
+  status: ActionStatus;
+  machineId: string;
+  computerDnsName: string | null;
+  creationDateTimeUtc: number;
+  lastUpdateDateTimeUtc: number;
+  cancellationRequestor: string | null;
+  cancellationComment: string | null;
+  cancellationDateTimeUtc: number | null;
+  errorHResult: number;
+  scope: string | null;
+  externalId: string | null;
+  requestSource: string;
+  relatedFileInfo: RelatedFileInfo | null;
+  commands: LiveResponseCommand[];
+  troubleshootInfo: string | null;
+  /** At most one non-final action per machine and conflict key (contract §4). */
+  conflictKey: string;
+  /** When the machine acknowledged the start (InProgress); drives the execution deadline. */
+  startedAt: number | null;
+}
+
+export const HEALTH_STATUSES = [
+  'Active',
+  'Inactive',
+  'ImpairedCommunication',
+  'NoSensorData',
+  'NoSensorDataImpairedCommunication',
+  'Unknown',
+] as const;
+export type HealthStatus = (typeof HEALTH_STATUSES)[number];
+
+export interface IpAddress {
+  ipAddress: string;
+  macAddress: string | null;
+  type: string | null;
+  operationalStatus: string | null;
+}
+
+export interface Machine {
+  tenantId: string;
+  id: string;
+  computerDnsName: string;
+  firstSeen: number | null;
+  lastSeen: number | null;
+  osPlatform: string | null;
+  osVersion: string | null;
+  osProcessor: string | null;
+  version: string | null;
+  osBuild: number | null;
+  lastIpAddress: string | null;
+  lastExternalIpAddress: string | null;
+  agentVersion: string | null;
+  osArchitecture: string | null;
+  healthStatus: HealthStatus;
+  defenderAvStatus: string | null;
+  onboardingStatus: string | null;
+  deviceValue: string | null;
+  rbacGroupId: number | null;
+  rbacGroupName: string | null;
+  riskScore: string | null;
+  exposureLevel: string | null;
+  isAadJoined: boolean;
+  aadDeviceId: string | null;
+  machineTags: string[];
+  ipAddresses: IpAddress[];
+}
+
+export interface Tenant {
+  id: string;
+  name: string;
+}
+
+/** One entry of an action's append-only history. */
+export interface ActionEvent {
+  seq: number;
+  actionId: string;
+  at: number;
+  actor: string;
+  kind: ActionEventKind;
+  fromStatus: ActionStatus | null;
+  toStatus: ActionStatus | null;
+  comment: string | null;
+  detail: Record<string, unknown> | null;
+}
+
+/**
+ * created: the action was accepted (null -> Pending).
+ * transition: a status change.
+ * progress: a live-response command moved, no status change.
+ * late-report: the machine reported after the action was final; kept, status unchanged.
+ */
+export type ActionEventKind = 'created' | 'transition' | 'progress' | 'late-report';

@@ -1,0 +1,79 @@
+import type { FilterExpr, OrderByItem } from '../odata/index.js';
+import type { ActionEvent, ActionEventKind, ActionStatus, Machine, MachineAction, Tenant } from './model.js';
+
+/**
+ * The persistence port. Services depend on this; sqlite/ and postgres/ implement it and pass one
+ * shared test suite. Every method that writes commits before its promise resolves.
+ */
+export interface Store {
+  readonly backend: 'sqlite' | 'postgres';
+  close(): Promise<void>;
+
+  upsertTenant(tenant: Tenant): Promise<void>;
+  getTenant(id: string): Promise<Tenant | null>;
+
+  upsertMachine(machine: Machine): Promise<void>;
+  /** By id; also by aadDeviceId and/or computerDnsName when asked (contract §2, machine ids). */
+  findMachine(tenantId: string, key: string, also: { aadDeviceId: boolean; computerDnsName: boolean }): Promise<Machine | null>;
+  listMachines(tenantId: string, query: ListQuery): Promise<Page<Machine>>;
+
+  /** Inserts the action with its 'created' event; 'conflict' when its conflict key is taken. */
+  insertAction(action: MachineAction, event: EventInput): Promise<'inserted' | 'conflict'>;
+  getAction(tenantId: string, id: string): Promise<MachineAction | null>;
+  listActions(tenantId: string, query: ListQuery): Promise<Page<MachineAction>>;
+  /**
+   * One conditional update: applies only while the action's status is one of `from`, together
+   * with its history event, in one transaction. Returns the updated action, or null when the
+   * status was not one of `from` (nothing is written then).
+   */
+  transitionAction(change: Transition): Promise<MachineAction | null>;
+  listEvents(tenantId: string, actionId: string): Promise<ActionEvent[]>;
+}
+
+export interface ListQuery {
+  filter?: FilterExpr | undefined;
+  orderBy: readonly OrderByItem[];
+  top: number;
+  skip: number;
+  count: boolean;
+  /** Only machines (and their actions) in these device groups; null for all. */
+  deviceGroups: readonly number[] | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  /** All matches, when the query asked for a count. */
+  count: number | null;
+  /** Whether more rows match beyond this page. */
+  hasMore: boolean;
+}
+
+export interface EventInput {
+  at: number;
+  actor: string;
+  comment: string | null;
+  detail?: Record<string, unknown> | null;
+}
+
+/** Fields a transition may set besides status and lastUpdateDateTimeUtc. */
+export type TransitionPatch = Partial<
+  Pick<
+    MachineAction,
+    | 'cancellationRequestor'
+    | 'cancellationComment'
+    | 'cancellationDateTimeUtc'
+    | 'errorHResult'
+    | 'troubleshootInfo'
+    | 'startedAt'
+    | 'commands'
+  >
+>;
+
+export interface Transition {
+  tenantId: string;
+  actionId: string;
+  from: readonly ActionStatus[];
+  to: ActionStatus;
+  patch: TransitionPatch;
+  event: EventInput & { kind?: ActionEventKind };
+}

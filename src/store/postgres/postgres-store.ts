@@ -1,0 +1,209 @@
+import pg from 'pg';
+import type { ActionEvent, Machine, MachineAction, Tenant } from '../../domain/model.js';
+import { MACHINE_ACTION_SET, MACHINE_SET } from '../../domain/query-sets.js';
+import type { EventInput, ListQuery, Page, Store, Transition } from '../../domain/store.js';
+import type { EntitySetDef } from '../../odata/index.js';
+import {
+  ACTION_LIST,
+  INSERT_ACTION,
+  INSERT_EVENT,
+  MACHINE_LIST,
+  SELECT_ACTION,
+  SELECT_ACTION_STATUS,
+  SELECT_EVENTS,
+  UPSERT_MACHINE,
+  UPSERT_TENANT,
+  listSql,
+  selectMachine,
+  type Sql,
+} from '../sql/queries.js';
+import {
+  actionParams,
+  machineParams,
+  patchAssignments,
+  placeholders,
+  rowToAction,
+  rowToEvent,
+  rowToMachine,
+  type Row,
+} from '../sql/rows.js';
+import { POSTGRES_MIGRATIONS } from './migrations.js';
+
+/** BIGINT columns hold epoch milliseconds and counts: well inside a double's exact range. */
+const types = {
+  getTypeParser(oid: number, format?: string) {
+    if (oid === pg.types.builtins.INT8) return (value: string) => Number(value);
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+};
+
+/** `?` placeholders to `$1, $2, ...`; queries never inline literals, so no `?` is ever quoted. */
+function numbered(sql: string): string {
+  let n = 0;
+  return sql.replace(/\?/g, () => `$${++n}`);
+}
+
+const MIGRATION_LOCK = 727_001;
+
+/** The same schema and queries as SQLite, with PostgreSQL's JSON functions for tags. */
+const MACHINE_SET_PG: EntitySetDef = {
+  ...MACHINE_SET,
+  properties: MACHINE_SET.properties.map((p) =>
+    p.type === 'tags'
+      ? { ...p, existsSql: 'EXISTS (SELECT 1 FROM jsonb_array_elements_text(m.machine_tags::jsonb) AS tag(v) WHERE tag.v = ?)' }
+      : p,
+  ),
+};
+
+/**
+ * PostgreSQL store for several server nodes. Each write is its own transaction; a status change
+ * locks the action's row (SELECT ... FOR UPDATE) and updates it conditionally, so concurrent
+ * changes from any node have exactly one winner.
+ */
+export class PostgresStore implements Store {
+  readonly backend = 'postgres' as const;
+
+  private constructor(readonly pool: pg.Pool) {}
+
+  static async connect(url: string, options: { max?: number } = {}): Promise<PostgresStore> {
+    const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10, types });
+    // An idle connection that the server closes (restart, failover) is dropped from the pool and
+    // replaced on next use; without a listener the event would crash the process.
+    pool.on('error', () => undefined);
+    const store = new PostgresStore(pool);
+    try {
+      await store.migrate();
+    } catch (error) {
+      await pool.end();
+      throw error;
+    }
+    return store;
+  }
+
+  private async migrate(): Promise<void> {
+    await this.tx(async (c) => {
+      await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+      await c.query(
+        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+      );
+      const applied = new Set((await c.query('SELECT version FROM schema_migrations')).rows.map((r) => Number(r.version)));
+      for (const m of POSTGRES_MIGRATIONS) {
+        if (applied.has(m.version)) continue;
+        await c.query(m.sql);
+        await c.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [m.version, m.name, Date.now()]);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  private async query(sql: string, params: unknown[], client: pg.Pool | pg.PoolClient = this.pool): Promise<Row[]> {
+    return (await client.query(numbered(sql), params)).rows as Row[];
+  }
+
+  private async tx<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  private insertEvent(
+    client: pg.PoolClient,
+    tenantId: string,
+    actionId: string,
+    kind: ActionEvent['kind'],
+    from: string | null,
+    to: string | null,
+    e: EventInput,
+  ) {
+    return this.query(
+      INSERT_EVENT,
+      [tenantId, actionId, e.at, e.actor, kind, from, to, e.comment, e.detail ? JSON.stringify(e.detail) : null],
+      client,
+    );
+  }
+
+  async upsertTenant(tenant: Tenant): Promise<void> {
+    await this.query(UPSERT_TENANT, [tenant.id, tenant.name]);
+  }
+
+  async getTenant(id: string): Promise<Tenant | null> {
+    const [row] = await this.query('SELECT id, name FROM tenants WHERE id = ?', [id]);
+    return row ? { id: String(row.id), name: String(row.name) } : null;
+  }
+
+  async upsertMachine(machine: Machine): Promise<void> {
+    await this.query(UPSERT_MACHINE, machineParams(machine));
+  }
+
+  async findMachine(tenantId: string, key: string, also: { aadDeviceId: boolean; computerDnsName: boolean }): Promise<Machine | null> {
+    const params: unknown[] = [tenantId, key];
+    if (also.aadDeviceId) params.push(key);
+    if (also.computerDnsName) params.push(key);
+    params.push(key);
+    const [row] = await this.query(selectMachine(also), params);
+    return row ? rowToMachine(row) : null;
+  }
+
+  listMachines(tenantId: string, query: ListQuery): Promise<Page<Machine>> {
+    return this.page(listSql(MACHINE_LIST, MACHINE_SET_PG, tenantId, query, 'm.computer_dns_name ASC'), query, rowToMachine);
+  }
+
+  insertAction(action: MachineAction, event: EventInput): Promise<'inserted' | 'conflict'> {
+    return this.tx(async (c) => {
+      const result = await c.query(numbered(INSERT_ACTION), actionParams(action));
+      if (result.rowCount === 0) return 'conflict' as const;
+      await this.insertEvent(c, action.tenantId, action.id, 'created', null, action.status, event);
+      return 'inserted' as const;
+    });
+  }
+
+  async getAction(tenantId: string, id: string): Promise<MachineAction | null> {
+    const [row] = await this.query(SELECT_ACTION, [tenantId, id]);
+    return row ? rowToAction(row) : null;
+  }
+
+  listActions(tenantId: string, query: ListQuery): Promise<Page<MachineAction>> {
+    return this.page(listSql(ACTION_LIST, MACHINE_ACTION_SET, tenantId, query, 'a.created_at DESC'), query, rowToAction);
+  }
+
+  transitionAction(change: Transition): Promise<MachineAction | null> {
+    return this.tx(async (c) => {
+      const [current] = await this.query(`${SELECT_ACTION_STATUS} FOR UPDATE`, [change.tenantId, change.actionId], c);
+      if (!current || !change.from.includes(current.status as MachineAction['status'])) return null;
+      const patch = patchAssignments(change.patch);
+      const [row] = await this.query(
+        `UPDATE machine_actions SET status = ?, updated_at = ?${patch.sql.map((s) => `, ${s}`).join('')}
+          WHERE tenant_id = ? AND id = ? AND status IN (${placeholders(change.from.length)}) RETURNING *`,
+        [change.to, change.event.at, ...patch.params, change.tenantId, change.actionId, ...change.from],
+        c,
+      );
+      if (!row) return null;
+      await this.insertEvent(c, change.tenantId, change.actionId, change.event.kind ?? 'transition', String(current.status), change.to, change.event);
+      return rowToAction(row);
+    });
+  }
+
+  async listEvents(tenantId: string, actionId: string): Promise<ActionEvent[]> {
+    return (await this.query(SELECT_EVENTS, [tenantId, actionId])).map(rowToEvent);
+  }
+
+  private async page<T>(q: { page: Sql; count: Sql }, query: ListQuery, map: (r: Row) => T): Promise<Page<T>> {
+    const rows = await this.query(q.page.sql, q.page.params);
+    const hasMore = rows.length > query.top;
+    const items = (hasMore ? rows.slice(0, query.top) : rows).map(map);
+    const count = query.count ? Number((await this.query(q.count.sql, q.count.params))[0]!.n) : null;
+    return { items, count, hasMore };
+  }
+}

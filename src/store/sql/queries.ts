@@ -1,0 +1,90 @@
+import { compileFilter, compileOrderBy, type EntitySetDef } from '../../odata/index.js';
+import type { ListQuery } from '../../domain/store.js';
+import { ACTION_COLUMNS, MACHINE_COLUMNS, placeholders } from './rows.js';
+
+/**
+ * The SQL every backend shares, written with `?` placeholders (a backend rewrites them if its
+ * driver wants another style). Identifiers come only from this file and the query sets.
+ */
+
+export interface Sql {
+  sql: string;
+  params: unknown[];
+}
+
+export const INSERT_ACTION = `INSERT INTO machine_actions (${ACTION_COLUMNS.join(', ')})
+  VALUES (${placeholders(ACTION_COLUMNS.length)}) ON CONFLICT DO NOTHING`;
+
+export const INSERT_EVENT = `INSERT INTO action_events
+  (tenant_id, action_id, at, actor, kind, from_status, to_status, comment, detail)
+  VALUES (${placeholders(9)})`;
+
+export const UPSERT_MACHINE = `INSERT INTO machines (${MACHINE_COLUMNS.join(', ')})
+  VALUES (${placeholders(MACHINE_COLUMNS.length)})
+  ON CONFLICT (tenant_id, id) DO UPDATE SET ${MACHINE_COLUMNS.filter((c) => c !== 'tenant_id' && c !== 'id')
+    .map((c) => `${c} = excluded.${c}`)
+    .join(', ')}`;
+
+export const UPSERT_TENANT = `INSERT INTO tenants (id, name) VALUES (?, ?)
+  ON CONFLICT (id) DO UPDATE SET name = excluded.name`;
+
+export const SELECT_ACTION = 'SELECT a.* FROM machine_actions a WHERE a.tenant_id = ? AND a.id = ?';
+export const SELECT_ACTION_STATUS = 'SELECT status FROM machine_actions WHERE tenant_id = ? AND id = ?';
+export const SELECT_EVENTS = 'SELECT * FROM action_events WHERE tenant_id = ? AND action_id = ? ORDER BY seq';
+
+export function selectMachine(also: { aadDeviceId: boolean; computerDnsName: boolean }): string {
+  const keys = ['m.id = ?'];
+  if (also.aadDeviceId) keys.push('m.aad_device_id = ?');
+  if (also.computerDnsName) keys.push('lower(m.computer_dns_name) = lower(?)');
+  // An exact id match wins over an alias that happens to equal another machine's id.
+  return `SELECT m.* FROM machines m WHERE m.tenant_id = ? AND (${keys.join(' OR ')})
+    ORDER BY CASE WHEN m.id = ? THEN 0 ELSE 1 END LIMIT 1`;
+}
+
+interface ListShape {
+  from: string;
+  /** SQL restricting rows to some device groups; `%GROUPS%` is replaced by placeholders. */
+  deviceGroupClause: string;
+  /** Appended to every ORDER BY so pages are stable. */
+  tiebreak: string;
+}
+
+export const ACTION_LIST: ListShape = {
+  from: 'machine_actions a',
+  deviceGroupClause:
+    'a.machine_id IN (SELECT m.id FROM machines m WHERE m.tenant_id = a.tenant_id AND m.rbac_group_id IN (%GROUPS%))',
+  tiebreak: 'a.seq DESC',
+};
+
+export const MACHINE_LIST: ListShape = {
+  from: 'machines m',
+  deviceGroupClause: 'm.rbac_group_id IN (%GROUPS%)',
+  tiebreak: 'm.id ASC',
+};
+
+/** The page query (asks for one extra row to learn whether more exist) and the count query. */
+export function listSql(shape: ListShape, set: EntitySetDef, tenantId: string, q: ListQuery, defaultOrder: string) {
+  const alias = shape.from.split(' ')[1];
+  const where = [`${alias}.tenant_id = ?`];
+  const params: unknown[] = [tenantId];
+  if (q.deviceGroups !== null) {
+    if (q.deviceGroups.length === 0) where.push('1 = 0');
+    else {
+      where.push(shape.deviceGroupClause.replace('%GROUPS%', placeholders(q.deviceGroups.length)));
+      params.push(...q.deviceGroups);
+    }
+  }
+  if (q.filter) {
+    const f = compileFilter(q.filter, set);
+    where.push(f.sql);
+    params.push(...f.params);
+  }
+  const whereSql = where.join(' AND ');
+  const order = q.orderBy.length > 0 ? compileOrderBy([...q.orderBy], set) : defaultOrder;
+  const page: Sql = {
+    sql: `SELECT ${alias}.* FROM ${shape.from} WHERE ${whereSql} ORDER BY ${order}, ${shape.tiebreak} LIMIT ? OFFSET ?`,
+    params: [...params, q.top + 1, q.skip],
+  };
+  const count: Sql = { sql: `SELECT COUNT(*) AS n FROM ${shape.from} WHERE ${whereSql}`, params };
+  return { page, count };
+}

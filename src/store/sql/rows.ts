@@ -1,0 +1,227 @@
+import type { ActionEvent, Machine, MachineAction } from '../../domain/model.js';
+import type { TransitionPatch } from '../../domain/store.js';
+
+/**
+ * Mapping between entities and rows, shared by every SQL backend. Columns are listed once, in
+ * one order, so the INSERT statements and the parameter arrays cannot drift apart.
+ */
+
+export type Row = Record<string, unknown>;
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+
+export const ACTION_COLUMNS = [
+  'id',
+  'tenant_id',
+  'type',
+  'title',
+  'requestor',
+  'requestor_id',
+  'requestor_comment',
+  'status',
+  'machine_id',
+  'computer_dns_name',
+  'created_at',
+  'updated_at',
+  'cancellation_requestor',
+  'cancellation_comment',
+  'cancelled_at',
+  'error_hresult',
+  'scope',
+  'external_id',
+  'request_source',
+  'related_file_info',
+  'commands',
+  'troubleshoot_info',
+  'conflict_key',
+  'started_at',
+] as const;
+
+export function actionParams(a: MachineAction): unknown[] {
+  return [
+    a.id,
+    a.tenantId,
+    a.type,
+    a.title,
+    a.requestor,
+    a.requestorId,
+    a.requestorComment,
+    a.status,
+    a.machineId,
+    a.computerDnsName,
+    a.creationDateTimeUtc,
+    a.lastUpdateDateTimeUtc,
+    a.cancellationRequestor,
+    a.cancellationComment,
+    a.cancellationDateTimeUtc,
+    a.errorHResult,
+    a.scope,
+    a.externalId,
+    a.requestSource,
+    a.relatedFileInfo === null ? null : JSON.stringify(a.relatedFileInfo),
+    JSON.stringify(a.commands),
+    a.troubleshootInfo,
+    a.conflictKey,
+    a.startedAt,
+  ];
+}
+
+export function rowToAction(r: Row): MachineAction {
+  return {
+    id: String(r.id),
+    tenantId: String(r.tenant_id),
+    type: r.type as MachineAction['type'],
+    title: strOrNull(r.title),
+    requestor: String(r.requestor),
+    requestorId: String(r.requestor_id),
+    requestorComment: strOrNull(r.requestor_comment),
+    status: r.status as MachineAction['status'],
+    machineId: String(r.machine_id),
+    computerDnsName: strOrNull(r.computer_dns_name),
+    creationDateTimeUtc: num(r.created_at),
+    lastUpdateDateTimeUtc: num(r.updated_at),
+    cancellationRequestor: strOrNull(r.cancellation_requestor),
+    cancellationComment: strOrNull(r.cancellation_comment),
+    cancellationDateTimeUtc: numOrNull(r.cancelled_at),
+    errorHResult: num(r.error_hresult),
+    scope: strOrNull(r.scope),
+    externalId: strOrNull(r.external_id),
+    requestSource: String(r.request_source),
+    relatedFileInfo: r.related_file_info === null ? null : JSON.parse(String(r.related_file_info)),
+    commands: JSON.parse(String(r.commands)),
+    troubleshootInfo: strOrNull(r.troubleshoot_info),
+    conflictKey: String(r.conflict_key),
+    startedAt: numOrNull(r.started_at),
+  };
+}
+
+/** Column of each field a transition may patch. */
+const PATCH_COLUMNS: Readonly<Record<keyof TransitionPatch, string>> = {
+  cancellationRequestor: 'cancellation_requestor',
+  cancellationComment: 'cancellation_comment',
+  cancellationDateTimeUtc: 'cancelled_at',
+  errorHResult: 'error_hresult',
+  troubleshootInfo: 'troubleshoot_info',
+  startedAt: 'started_at',
+  commands: 'commands',
+};
+
+export function patchAssignments(patch: TransitionPatch): { sql: string[]; params: unknown[] } {
+  const sql: string[] = [];
+  const params: unknown[] = [];
+  for (const [field, value] of Object.entries(patch) as [keyof TransitionPatch, unknown][]) {
+    if (value === undefined) continue;
+    sql.push(`${PATCH_COLUMNS[field]} = ?`);
+    params.push(field === 'commands' ? JSON.stringify(value) : value);
+  }
+  return { sql, params };
+}
+
+export const MACHINE_COLUMNS = [
+  'tenant_id',
+  'id',
+  'computer_dns_name',
+  'first_seen',
+  'last_seen',
+  'os_platform',
+  'os_version',
+  'os_processor',
+  'version',
+  'os_build',
+  'last_ip_address',
+  'last_external_ip_address',
+  'agent_version',
+  'os_architecture',
+  'health_status',
+  'defender_av_status',
+  'onboarding_status',
+  'device_value',
+  'rbac_group_id',
+  'rbac_group_name',
+  'risk_score',
+  'exposure_level',
+  'is_aad_joined',
+  'aad_device_id',
+  'machine_tags',
+  'ip_addresses',
+] as const;
+
+export function machineParams(m: Machine): unknown[] {
+  return [
+    m.tenantId,
+    m.id,
+    m.computerDnsName,
+    m.firstSeen,
+    m.lastSeen,
+    m.osPlatform,
+    m.osVersion,
+    m.osProcessor,
+    m.version,
+    m.osBuild,
+    m.lastIpAddress,
+    m.lastExternalIpAddress,
+    m.agentVersion,
+    m.osArchitecture,
+    m.healthStatus,
+    m.defenderAvStatus,
+    m.onboardingStatus,
+    m.deviceValue,
+    m.rbacGroupId,
+    m.rbacGroupName,
+    m.riskScore,
+    m.exposureLevel,
+    m.isAadJoined ? 1 : 0,
+    m.aadDeviceId,
+    JSON.stringify(m.machineTags),
+    JSON.stringify(m.ipAddresses),
+  ];
+}
+
+export function rowToMachine(r: Row): Machine {
+  return {
+    tenantId: String(r.tenant_id),
+    id: String(r.id),
+    computerDnsName: String(r.computer_dns_name),
+    firstSeen: numOrNull(r.first_seen),
+    lastSeen: numOrNull(r.last_seen),
+    osPlatform: strOrNull(r.os_platform),
+    osVersion: strOrNull(r.os_version),
+    osProcessor: strOrNull(r.os_processor),
+    version: strOrNull(r.version),
+    osBuild: numOrNull(r.os_build),
+    lastIpAddress: strOrNull(r.last_ip_address),
+    lastExternalIpAddress: strOrNull(r.last_external_ip_address),
+    agentVersion: strOrNull(r.agent_version),
+    osArchitecture: strOrNull(r.os_architecture),
+    healthStatus: r.health_status as Machine['healthStatus'],
+    defenderAvStatus: strOrNull(r.defender_av_status),
+    onboardingStatus: strOrNull(r.onboarding_status),
+    deviceValue: strOrNull(r.device_value),
+    rbacGroupId: numOrNull(r.rbac_group_id),
+    rbacGroupName: strOrNull(r.rbac_group_name),
+    riskScore: strOrNull(r.risk_score),
+    exposureLevel: strOrNull(r.exposure_level),
+    isAadJoined: Boolean(num(r.is_aad_joined)),
+    aadDeviceId: strOrNull(r.aad_device_id),
+    machineTags: JSON.parse(String(r.machine_tags)),
+    ipAddresses: JSON.parse(String(r.ip_addresses)),
+  };
+}
+
+export function rowToEvent(r: Row): ActionEvent {
+  return {
+    seq: num(r.seq),
+    actionId: String(r.action_id),
+    at: num(r.at),
+    actor: String(r.actor),
+    kind: r.kind as ActionEvent['kind'],
+    fromStatus: strOrNull(r.from_status) as ActionEvent['fromStatus'],
+    toStatus: strOrNull(r.to_status) as ActionEvent['toStatus'],
+    comment: strOrNull(r.comment),
+    detail: r.detail === null || r.detail === undefined ? null : JSON.parse(String(r.detail)),
+  };
+}
+
+export const placeholders = (n: number): string => Array.from({ length: n }, () => '?').join(', ');

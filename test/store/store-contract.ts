@@ -1,0 +1,237 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Machine, MachineAction } from '../../src/domain/model.js';
+import type { ListQuery, Store } from '../../src/domain/store.js';
+import { hexId } from '../support/harness.js';
+
+/**
+ * What every Store backend must do. Each backend's test file calls this with a way to open a
+ * fresh, empty store.
+ */
+export function storeContract(name: string, open: () => Promise<{ store: Store; dispose(): Promise<void> }>) {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    let dispose: () => Promise<void>;
+    beforeAll(async () => {
+      ({ store, dispose } = await open());
+    });
+    afterAll(async () => {
+      await dispose?.();
+    });
+
+    async function tenantWithMachine(overrides: Partial<Machine> = {}) {
+      const tenantId = randomUUID();
+      await store.upsertTenant({ id: tenantId, name: 't' });
+      const machine: Machine = {
+        tenantId,
+        id: hexId(),
+        computerDnsName: `m-${randomUUID().slice(0, 8)}.local`,
+        firstSeen: 1,
+        lastSeen: 2,
+        osPlatform: 'Linux',
+        osVersion: null,
+        osProcessor: null,
+        version: null,
+        osBuild: null,
+        lastIpAddress: '10.0.0.1',
+        lastExternalIpAddress: null,
+        agentVersion: null,
+        osArchitecture: null,
+        healthStatus: 'Active',
+        defenderAvStatus: null,
+        onboardingStatus: 'Onboarded',
+        deviceValue: 'Normal',
+        rbacGroupId: 7,
+        rbacGroupName: 'g',
+        riskScore: 'None',
+        exposureLevel: 'None',
+        isAadJoined: true,
+        aadDeviceId: randomUUID(),
+        machineTags: ['a', "b'c"],
+        ipAddresses: [{ ipAddress: '10.0.0.1', macAddress: null, type: 'Ethernet', operationalStatus: 'Up' }],
+        ...overrides,
+      };
+      await store.upsertMachine(machine);
+      return { tenantId, machine };
+    }
+
+    function newAction(tenantId: string, machine: Machine, overrides: Partial<MachineAction> = {}): MachineAction {
+      return {
+        id: randomUUID(),
+        tenantId,
+        type: 'Isolate',
+        title: null,
+        requestor: 'app',
+        requestorId: 'app-id',
+        requestorComment: 'c',
+        status: 'Pending',
+        machineId: machine.id,
+        computerDnsName: machine.computerDnsName,
+        creationDateTimeUtc: 1000,
+        lastUpdateDateTimeUtc: 1000,
+        cancellationRequestor: null,
+        cancellationComment: null,
+        cancellationDateTimeUtc: null,
+        errorHResult: 0,
+        scope: 'Full',
+        externalId: null,
+        requestSource: 'PublicApi',
+        relatedFileInfo: null,
+        commands: [],
+        troubleshootInfo: null,
+        conflictKey: 'Isolation',
+        startedAt: null,
+        ...overrides,
+      };
+    }
+
+    const all: ListQuery = { orderBy: [], top: 100, skip: 0, count: true, deviceGroups: null };
+
+    it('stores and reads back machines by id, aadDeviceId and DNS name', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      expect(await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false })).toEqual(machine);
+      expect((await store.findMachine(tenantId, machine.aadDeviceId!, { aadDeviceId: true, computerDnsName: false }))?.id).toBe(machine.id);
+      expect(await store.findMachine(tenantId, machine.aadDeviceId!, { aadDeviceId: false, computerDnsName: false })).toBeNull();
+      expect(
+        (await store.findMachine(tenantId, machine.computerDnsName.toUpperCase(), { aadDeviceId: false, computerDnsName: true }))?.id,
+      ).toBe(machine.id);
+      expect(await store.findMachine(randomUUID(), machine.id, { aadDeviceId: true, computerDnsName: true })).toBeNull();
+      await store.upsertMachine({ ...machine, lastSeen: 99 });
+      expect((await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false }))?.lastSeen).toBe(99);
+    });
+
+    it('inserts an action with its created event and reads it back unchanged', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      const action = newAction(tenantId, machine, {
+        type: 'LiveResponse',
+        conflictKey: 'LiveResponse',
+        commands: [
+          { index: 0, startTime: null, endTime: null, commandStatus: 'Created', errors: [], command: { type: 'GetFile', params: [{ key: 'Path', value: '/x' }] } },
+        ],
+        relatedFileInfo: { fileIdentifier: 'a'.repeat(40), fileIdentifierType: 'Sha1' },
+      });
+      expect(await store.insertAction(action, { at: 1000, actor: 'app', comment: 'c' })).toBe('inserted');
+      expect(await store.getAction(tenantId, action.id)).toEqual(action);
+      expect(await store.getAction(randomUUID(), action.id)).toBeNull();
+      const events = await store.listEvents(tenantId, action.id);
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({ kind: 'created', fromStatus: null, toStatus: 'Pending', actor: 'app', at: 1000 });
+    });
+
+    it('refuses a second active action with the same conflict key, and allows it once the first is final', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      const first = newAction(tenantId, machine);
+      expect(await store.insertAction(first, { at: 1, actor: 'a', comment: null })).toBe('inserted');
+      const second = newAction(tenantId, machine);
+      expect(await store.insertAction(second, { at: 2, actor: 'a', comment: null })).toBe('conflict');
+      expect(await store.getAction(tenantId, second.id)).toBeNull();
+      expect(await store.listEvents(tenantId, second.id)).toEqual([]);
+      const other = newAction(tenantId, machine, { type: 'RunAntiVirusScan', conflictKey: 'RunAntiVirusScan' });
+      expect(await store.insertAction(other, { at: 2, actor: 'a', comment: null })).toBe('inserted');
+      await store.transitionAction({ tenantId, actionId: first.id, from: ['Pending', 'InProgress'], to: 'Failed', patch: {}, event: { at: 3, actor: 'm', comment: null } });
+      expect(await store.insertAction(second, { at: 4, actor: 'a', comment: null })).toBe('inserted');
+    });
+
+    it('transitions only from the allowed statuses, with one event each', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      const action = newAction(tenantId, machine);
+      await store.insertAction(action, { at: 1, actor: 'a', comment: null });
+      const started = await store.transitionAction({
+        tenantId,
+        actionId: action.id,
+        from: ['Pending'],
+        to: 'InProgress',
+        patch: { startedAt: 5 },
+        event: { at: 5, actor: 'machine', comment: null },
+      });
+      expect(started).toMatchObject({ status: 'InProgress', startedAt: 5, lastUpdateDateTimeUtc: 5 });
+      expect(
+        await store.transitionAction({ tenantId, actionId: action.id, from: ['Pending'], to: 'InProgress', patch: {}, event: { at: 6, actor: 'm', comment: null } }),
+      ).toBeNull();
+      const done = await store.transitionAction({
+        tenantId,
+        actionId: action.id,
+        from: ['Pending', 'InProgress'],
+        to: 'Failed',
+        patch: { errorHResult: -2147024891, troubleshootInfo: 'access denied' },
+        event: { at: 7, actor: 'machine', comment: 'failed', detail: { exit: 1 } },
+      });
+      expect(done).toMatchObject({ status: 'Failed', errorHResult: -2147024891, troubleshootInfo: 'access denied' });
+      // Another tenant cannot touch it.
+      expect(
+        await store.transitionAction({ tenantId: randomUUID(), actionId: action.id, from: ['Failed'], to: 'Cancelled', patch: {}, event: { at: 8, actor: 'x', comment: null } }),
+      ).toBeNull();
+      const events = await store.listEvents(tenantId, action.id);
+      expect(events.map((e) => [e.fromStatus, e.toStatus])).toEqual([
+        [null, 'Pending'],
+        ['Pending', 'InProgress'],
+        ['InProgress', 'Failed'],
+      ]);
+      expect(events[2]!.detail).toEqual({ exit: 1 });
+    });
+
+    it('of many concurrent transitions from the same status exactly one wins', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      const action = newAction(tenantId, machine);
+      await store.insertAction(action, { at: 1, actor: 'a', comment: null });
+      const results = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          store.transitionAction({
+            tenantId,
+            actionId: action.id,
+            from: ['Pending', 'InProgress'],
+            to: i % 2 ? 'Cancelled' : 'Succeeded',
+            patch: {},
+            event: { at: 10 + i, actor: `a${i}`, comment: null },
+          }),
+        ),
+      );
+      expect(results.filter((r) => r !== null)).toHaveLength(1);
+      expect(await store.listEvents(tenantId, action.id)).toHaveLength(2);
+    });
+
+    it('lists with filters, order, paging, counts and device groups, per tenant', async () => {
+      const { tenantId, machine } = await tenantWithMachine({ rbacGroupId: 1 });
+      const other = await tenantWithMachine();
+      for (let i = 0; i < 7; i++) {
+        await store.insertAction(newAction(tenantId, machine, { creationDateTimeUtc: 100 + i, conflictKey: `k${i}` }), { at: 1, actor: 'a', comment: null });
+      }
+      await store.insertAction(newAction(other.tenantId, other.machine), { at: 1, actor: 'a', comment: null });
+      const page = await store.listActions(tenantId, { ...all, top: 3, skip: 0 });
+      expect(page.items.map((a) => a.creationDateTimeUtc)).toEqual([106, 105, 104]);
+      expect(page.count).toBe(7);
+      expect(page.hasMore).toBe(true);
+      const last = await store.listActions(tenantId, { ...all, top: 3, skip: 6 });
+      expect(last.items.map((a) => a.creationDateTimeUtc)).toEqual([100]);
+      expect(last.hasMore).toBe(false);
+      const filtered = await store.listActions(tenantId, {
+        ...all,
+        filter: { kind: 'compare', op: 'ge', property: 'creationDateTimeUtc', value: { kind: 'datetime', value: 105 } },
+        orderBy: [{ property: 'creationDateTimeUtc', direction: 'asc' }],
+      });
+      expect(filtered.items.map((a) => a.creationDateTimeUtc)).toEqual([105, 106]);
+      expect((await store.listActions(tenantId, { ...all, deviceGroups: [2] })).items).toEqual([]);
+      expect((await store.listActions(tenantId, { ...all, deviceGroups: [1] })).count).toBe(7);
+      expect((await store.listActions(tenantId, { ...all, deviceGroups: [] })).count).toBe(0);
+
+      const machines = await store.listMachines(tenantId, {
+        ...all,
+        filter: { kind: 'any', property: 'machineTags', variable: 't', value: { kind: 'string', value: "b'c" } },
+      });
+      expect(machines.items.map((m) => m.id)).toEqual([machine.id]);
+      const noTag = await store.listMachines(tenantId, {
+        ...all,
+        filter: { kind: 'any', property: 'machineTags', variable: 't', value: { kind: 'string', value: 'zzz' } },
+      });
+      expect(noTag.count).toBe(0);
+    });
+
+    it('tenants are upserted', async () => {
+      const id = randomUUID();
+      await store.upsertTenant({ id, name: 'one' });
+      await store.upsertTenant({ id, name: 'two' });
+      expect(await store.getTenant(id)).toEqual({ id, name: 'two' });
+      expect(await store.getTenant(randomUUID())).toBeNull();
+    });
+  });
+}
