@@ -1,0 +1,44 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { TSchema } from 'typebox';
+import type { Caller } from '../domain/caller.js';
+import type { EndpointPermissions } from '../domain/permissions.js';
+import type { ActionsService } from '../services/actions.js';
+import type { MachinesService } from '../services/machines.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the authentication hook on every /api operation. */
+    caller: Caller;
+  }
+}
+
+/** What every operation handler may use. */
+export interface ApiContext {
+  actions: ActionsService;
+  machines: MachinesService;
+  /** The server's public base URL, without a trailing slash (for @odata.context and links). */
+  baseUrl(): string;
+  /** Rows per page when the client gives no $top (contract §5: 10000). */
+  pageSize: number;
+  /** Whether cancel requires the permission matching the action's type (see docs). */
+  cancelRequiresMatchingPermission: boolean;
+}
+
+export interface Reply {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * One API operation (a row of contract §2). Registered under /api and /api/v1.0; paths match
+ * case-insensitively. `permissions` null means the handler authorises itself (cancel needs the
+ * action's type first).
+ */
+export interface Operation {
+  name: string;
+  method: 'GET' | 'POST' | 'DELETE';
+  path: string;
+  permissions: EndpointPermissions | null;
+  body?: TSchema;
+  handler(request: FastifyRequest, ctx: ApiContext, reply: FastifyReply): Promise<Reply>;
+}

@@ -1,0 +1,16 @@
+import type { Operation } from '../operation.js';
+import { cancelMachineAction } from './machine-actions/cancel-machine-action.js';
+import { getMachineAction } from './machine-actions/get-machine-action.js';
+import { listMachineActions } from './machine-actions/list-machine-actions.js';
+import { createMachineActions } from './machines/create-machine-action.js';
+import { getMachine } from './machines/get-machine.js';
+import { listMachines } from './machines/list-machines.js';
+
+export const OPERATIONS: readonly Operation[] = [
+  listMachineActions,
+  getMachineAction,
+  cancelMachineAction,
+  ...createMachineActions,
+  listMachines,
+  getMachine,
+];

@@ -1,0 +1,34 @@
+import { CommentBody } from '../../../domain/catalog.js';
+import { ANY_ACTION, cancelPermissions } from '../../../domain/permissions.js';
+import { authorize, authorizeScopes } from '../../../identity/authorize.js';
+import type { Operation } from '../../operation.js';
+import { actionKey } from '../../route-keys.js';
+import { entityContext, machineActionToWire } from '../../wire.js';
+
+/**
+ * POST /api/machineactions/{id}/cancel (contract §2 row 3, §4). Authorised after the action is
+ * loaded: the user's role permission depends on the action's type.
+ */
+export const cancelMachineAction: Operation = {
+  name: 'CancelMachineAction',
+  method: 'POST',
+  path: '/machineactions/:id/cancel',
+  permissions: null,
+  body: CommentBody,
+  async handler(request, ctx) {
+    const { id } = request.params as { id: string };
+    const key = actionKey(id);
+    const caller = request.caller;
+    // Any action permission lets the caller look the action up: 403 comes before 404, as on
+    // every other write.
+    authorizeScopes(caller, ANY_ACTION, ANY_ACTION);
+    const action = await ctx.actions.get(caller, key);
+    authorize(caller, cancelPermissions(action.type, ctx.cancelRequiresMatchingPermission));
+    const { Comment } = request.body as { Comment: string };
+    const cancelled = await ctx.actions.cancel(caller, action, Comment);
+    return {
+      status: 200,
+      body: { '@odata.context': entityContext(ctx.baseUrl(), 'MachineActions'), ...machineActionToWire(cancelled) },
+    };
+  },
+};

@@ -1,0 +1,20 @@
+import { READ_MACHINES } from '../../../domain/permissions.js';
+import type { Operation } from '../../operation.js';
+import { actionKey } from '../../route-keys.js';
+import { entityContext, machineActionToWire } from '../../wire.js';
+
+/** GET /api/machineactions/{id} (contract §2 row 2). */
+export const getMachineAction: Operation = {
+  name: 'GetMachineAction',
+  method: 'GET',
+  path: '/machineactions/:id',
+  permissions: READ_MACHINES,
+  async handler(request, ctx) {
+    const { id } = request.params as { id: string };
+    const action = await ctx.actions.get(request.caller, actionKey(id));
+    return {
+      status: 200,
+      body: { '@odata.context': entityContext(ctx.baseUrl(), 'MachineActions'), ...machineActionToWire(action) },
+    };
+  },
+};

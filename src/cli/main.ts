@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig } from '../config.js';
+import { FixturesError } from '../fixtures.js';
+import { startServer } from '../server.js';
+
+const program = new Command()
+  .name('countermand')
+  .description('Endpoint response actions that speak the Microsoft Defender for Endpoint machine-actions API.')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('start the API server (embedded SQLite under --data-dir unless a database URL is set)')
+  .option('--config <file>', 'JSON configuration file (COUNTERMAND_CONFIG)')
+  .option('--host <host>', 'address to listen on (COUNTERMAND_HOST, default 127.0.0.1)')
+  .option('-p, --port <port>', 'port to listen on, 0 for any free one (COUNTERMAND_PORT, default 8080)')
+  .option('--data-dir <dir>', 'where the embedded database lives (COUNTERMAND_DATA_DIR, default ./data)')
+  .option('--database-url <url>', 'PostgreSQL URL instead of the embedded store (COUNTERMAND_DATABASE_URL)')
+  .option('--fixtures <file>', 'tenants, machines and callers to load at start (COUNTERMAND_FIXTURES)')
+  .option('--public-url <url>', 'base URL clients use to reach this server (COUNTERMAND_PUBLIC_URL)')
+  .addOption(
+    new Option('--log-level <level>', 'log level (COUNTERMAND_LOG_LEVEL, default info)').choices([
+      'fatal',
+      'error',
+      'warn',
+      'info',
+      'debug',
+      'trace',
+      'silent',
+    ]),
+  )
+  .action(async (flags: Record<string, string | undefined>) => {
+    const config = loadConfig({
+      config: flags.config,
+      host: flags.host,
+      port: flags.port,
+      dataDir: flags.dataDir,
+      databaseUrl: flags.databaseUrl,
+      fixtures: flags.fixtures,
+      publicBaseUrl: flags.publicUrl,
+      logLevel: flags.logLevel,
+    });
+    const server = await startServer(config);
+    process.stderr.write(`Countermand is listening on ${server.url} (API at ${server.url}/api)\n`);
+    let closing = false;
+    const shutdown = (signal: string) => {
+      if (closing) return;
+      closing = true;
+      process.stderr.write(`${signal}: shutting down\n`);
+      server.close().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
+    };
+    process.on('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  if (error instanceof ConfigError || error instanceof FixturesError) {
+    process.stderr.write(`countermand: ${error.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`countermand: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+});

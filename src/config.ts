@@ -1,0 +1,105 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Type, type Static } from 'typebox';
+import { Value } from 'typebox/value';
+
+/**
+ * The server's one typed configuration. Sources, later ones winning: defaults, a JSON file
+ * (`--config` / COUNTERMAND_CONFIG), environment variables (COUNTERMAND_*), command-line flags.
+ * Validated once at start; a bad value stops the start with a message naming it.
+ */
+export const ServerConfigSchema = Type.Object({
+  host: Type.String({ minLength: 1 }),
+  port: Type.Integer({ minimum: 0, maximum: 65535 }),
+  dataDir: Type.String({ minLength: 1 }),
+  /** A PostgreSQL URL; when absent, the embedded SQLite file `<dataDir>/countermand.db`. */
+  databaseUrl: Type.Union([Type.String({ pattern: '^postgres(ql)?://' }), Type.Null()]),
+  fixtures: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+  /** How clients reach this server (for @odata.context and links); default http://<host>:<port>. */
+  publicBaseUrl: Type.Union([Type.String({ pattern: '^https?://[^/]+(/.*)?$' }), Type.Null()]),
+  logLevel: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  /** Rows per page when a client gives no $top (contract §5). */
+  pageSize: Type.Integer({ minimum: 1, maximum: 10000 }),
+  bodyLimitBytes: Type.Integer({ minimum: 1024 }),
+  cancelRequiresMatchingPermission: Type.Boolean(),
+});
+export type ServerConfig = Static<typeof ServerConfigSchema>;
+
+export const DEFAULT_CONFIG: ServerConfig = {
+  host: '127.0.0.1',
+  port: 8080,
+  dataDir: './data',
+  databaseUrl: null,
+  fixtures: null,
+  publicBaseUrl: null,
+  logLevel: 'info',
+  pageSize: 10000,
+  bodyLimitBytes: 1024 * 1024,
+  cancelRequiresMatchingPermission: false,
+};
+
+/** Environment variable of each setting. */
+const ENV: Readonly<Record<keyof ServerConfig, string>> = {
+  host: 'COUNTERMAND_HOST',
+  port: 'COUNTERMAND_PORT',
+  dataDir: 'COUNTERMAND_DATA_DIR',
+  databaseUrl: 'COUNTERMAND_DATABASE_URL',
+  fixtures: 'COUNTERMAND_FIXTURES',
+  publicBaseUrl: 'COUNTERMAND_PUBLIC_URL',
+  logLevel: 'COUNTERMAND_LOG_LEVEL',
+  pageSize: 'COUNTERMAND_PAGE_SIZE',
+  bodyLimitBytes: 'COUNTERMAND_BODY_LIMIT_BYTES',
+  cancelRequiresMatchingPermission: 'COUNTERMAND_CANCEL_REQUIRES_MATCHING_PERMISSION',
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Converts a string from the environment or a flag to the setting's type. */
+function fromString(key: keyof ServerConfig, raw: string): unknown {
+  const sample = DEFAULT_CONFIG[key];
+  if (typeof sample === 'number') return /^-?\d+$/.test(raw) ? Number(raw) : raw;
+  if (typeof sample === 'boolean') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
+  return raw === '' ? null : raw;
+}
+
+export function loadConfig(
+  flags: Partial<Record<keyof ServerConfig, string | number | boolean | null>> & { config?: string | undefined },
+  env: NodeJS.ProcessEnv = process.env,
+): ServerConfig {
+  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  const file = flags.config ?? env.COUNTERMAND_CONFIG;
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(resolve(file), 'utf8'));
+    } catch (error) {
+      throw new ConfigError(`cannot read the configuration file ${file}: ${(error as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError(`the configuration file ${file} must hold a JSON object`);
+    }
+    for (const [key, value] of Object.entries(parsed)) {
+      if (!(key in DEFAULT_CONFIG)) throw new ConfigError(`unknown setting '${key}' in ${file}`);
+      merged[key] = value;
+    }
+  }
+  for (const key of Object.keys(ENV) as (keyof ServerConfig)[]) {
+    const raw = env[ENV[key]];
+    if (raw !== undefined) merged[key] = fromString(key, raw);
+  }
+  for (const [key, value] of Object.entries(flags)) {
+    if (key === 'config' || value === undefined) continue;
+    merged[key] = typeof value === 'string' ? fromString(key as keyof ServerConfig, value) : value;
+  }
+  if (!Value.Check(ServerConfigSchema, merged)) {
+    const first = [...Value.Errors(ServerConfigSchema, merged)][0];
+    const path = first?.instancePath.replace(/^\//, '') ?? '';
+    const key = path as keyof ServerConfig;
+    throw new ConfigError(
+      `invalid setting ${path}${ENV[key] ? ` (${ENV[key]})` : ''}: ${first?.message ?? 'invalid'}`,
+    );
+  }
+  return merged as ServerConfig;
+}
