@@ -140,3 +140,40 @@ export interface ActionEvent {
  * late-report: the machine reported after the action was final; kept, status unchanged.
  */
 export type ActionEventKind = 'created' | 'transition' | 'progress' | 'late-report';
+
+/** An application (client) registered in a tenant; its secret is stored only as a hash. */
+export interface Application {
+  tenantId: string;
+  clientId: string;
+  /** The service principal's object id: the `oid` of its tokens. */
+  objectId: string;
+  displayName: string;
+  secretHash: string;
+  roles: string[];
+  createdAt: number;
+}
+
+/** A user for delegated (password-grant) tokens. */
+export interface User {
+  tenantId: string;
+  objectId: string;
+  upn: string;
+  passwordHash: string;
+  /** Delegated scopes put in the token's `scp`. */
+  scopes: string[];
+  rolePermissions: string[];
+  /** rbacGroupIds the user may see; null means every device group. */
+  deviceGroups: number[] | null;
+  createdAt: number;
+}
+
+/** A token-signing key. Retired keys stay published until the tokens they signed expire. */
+export interface SigningKey {
+  kid: string;
+  alg: 'RS256';
+  privatePem: string;
+  publicJwk: Record<string, unknown>;
+  createdAt: number;
+  /** When it stopped signing; null for the active key. */
+  retiredAt: number | null;
+}

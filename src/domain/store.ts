@@ -1,5 +1,15 @@
 import type { FilterExpr, OrderByItem } from '../odata/index.js';
-import type { ActionEvent, ActionEventKind, ActionStatus, Machine, MachineAction, Tenant } from './model.js';
+import type {
+  ActionEvent,
+  ActionEventKind,
+  ActionStatus,
+  Application,
+  Machine,
+  MachineAction,
+  SigningKey,
+  Tenant,
+  User,
+} from './model.js';
 
 /**
  * The persistence port. Services depend on this; sqlite/ and postgres/ implement it and pass one
@@ -11,14 +21,38 @@ export interface Store {
 
   upsertTenant(tenant: Tenant): Promise<void>;
   getTenant(id: string): Promise<Tenant | null>;
+  listTenants(): Promise<Tenant[]>;
+
+  upsertApplication(app: Application): Promise<void>;
+  getApplication(tenantId: string, clientId: string): Promise<Application | null>;
+  listApplications(tenantId: string): Promise<Application[]>;
+  deleteApplication(tenantId: string, clientId: string): Promise<boolean>;
+
+  upsertUser(user: User): Promise<void>;
+  getUserByObjectId(tenantId: string, objectId: string): Promise<User | null>;
+  /** UPNs match case-insensitively. */
+  getUserByUpn(tenantId: string, upn: string): Promise<User | null>;
+  listUsers(tenantId: string): Promise<User[]>;
+  deleteUser(tenantId: string, objectId: string): Promise<boolean>;
+
+  insertSigningKey(key: SigningKey): Promise<void>;
+  /** Marks every active key but `kid` retired at `at`. */
+  retireSigningKeysExcept(kid: string, at: number): Promise<void>;
+  /** Deletes keys retired before `before`. */
+  pruneSigningKeys(before: number): Promise<void>;
+  listSigningKeys(): Promise<SigningKey[]>;
 
   upsertMachine(machine: Machine): Promise<void>;
   /** By id; also by aadDeviceId and/or computerDnsName when asked (contract §2, machine ids). */
   findMachine(tenantId: string, key: string, also: { aadDeviceId: boolean; computerDnsName: boolean }): Promise<Machine | null>;
   listMachines(tenantId: string, query: ListQuery): Promise<Page<Machine>>;
 
-  /** Inserts the action with its 'created' event; 'conflict' when its conflict key is taken. */
-  insertAction(action: MachineAction, event: EventInput): Promise<'inserted' | 'conflict'>;
+  /**
+   * Inserts the action with its 'created' event; 'conflict' when its conflict key is taken;
+   * 'limit' when `limit` is given and the tenant already has that many non-final actions of the
+   * action's type (checked in the same transaction).
+   */
+  insertAction(action: MachineAction, event: EventInput, limit?: number): Promise<InsertOutcome>;
   getAction(tenantId: string, id: string): Promise<MachineAction | null>;
   listActions(tenantId: string, query: ListQuery): Promise<Page<MachineAction>>;
   /**
@@ -29,6 +63,8 @@ export interface Store {
   transitionAction(change: Transition): Promise<MachineAction | null>;
   listEvents(tenantId: string, actionId: string): Promise<ActionEvent[]>;
 }
+
+export type InsertOutcome = 'inserted' | 'conflict' | 'limit';
 
 export interface ListQuery {
   filter?: FilterExpr | undefined;

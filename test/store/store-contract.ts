@@ -226,12 +226,81 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       expect(noTag.count).toBe(0);
     });
 
+    it('keeps applications, users and signing keys per tenant', async () => {
+      const { tenantId } = await tenantWithMachine();
+      const app = {
+        tenantId,
+        clientId: randomUUID(),
+        objectId: randomUUID(),
+        displayName: 'App',
+        secretHash: 'scrypt$1$2$3$salt$hash',
+        roles: ['Machine.Isolate'],
+        createdAt: 5,
+      };
+      await store.upsertApplication(app);
+      expect(await store.getApplication(tenantId, app.clientId)).toEqual(app);
+      expect(await store.getApplication(randomUUID(), app.clientId)).toBeNull();
+      await store.upsertApplication({ ...app, roles: [] });
+      expect(await store.listApplications(tenantId)).toEqual([{ ...app, roles: [] }]);
+      expect(await store.deleteApplication(tenantId, app.clientId)).toBe(true);
+      expect(await store.deleteApplication(tenantId, app.clientId)).toBe(false);
+
+      const user = {
+        tenantId,
+        objectId: randomUUID(),
+        upn: 'Ana@Example.test',
+        passwordHash: 'h',
+        scopes: ['Machine.Read'],
+        rolePermissions: ['View data'],
+        deviceGroups: [1, 2],
+        createdAt: 6,
+      };
+      await store.upsertUser(user);
+      expect(await store.getUserByUpn(tenantId, 'ana@example.TEST')).toEqual(user);
+      expect(await store.getUserByObjectId(tenantId, user.objectId)).toEqual(user);
+      await store.upsertUser({ ...user, deviceGroups: null });
+      expect((await store.listUsers(tenantId))[0]!.deviceGroups).toBeNull();
+      expect(await store.deleteUser(tenantId, user.objectId)).toBe(true);
+      expect(await store.getUserByUpn(tenantId, user.upn)).toBeNull();
+
+      const key = (kid: string, createdAt: number) => ({
+        kid,
+        alg: 'RS256' as const,
+        privatePem: 'pem',
+        publicJwk: { kty: 'RSA', kid },
+        createdAt,
+        retiredAt: null,
+      });
+      const before = (await store.listSigningKeys()).length;
+      await store.insertSigningKey(key(`k1-${tenantId}`, 1));
+      await store.insertSigningKey(key(`k2-${tenantId}`, 2));
+      await store.retireSigningKeysExcept(`k2-${tenantId}`, 100);
+      const keys = await store.listSigningKeys();
+      expect(keys.find((k) => k.kid === `k1-${tenantId}`)?.retiredAt).toBe(100);
+      expect(keys.find((k) => k.kid === `k2-${tenantId}`)?.retiredAt).toBeNull();
+      await store.pruneSigningKeys(101);
+      expect((await store.listSigningKeys()).map((k) => k.kid)).not.toContain(`k1-${tenantId}`);
+      expect((await store.listSigningKeys()).length).toBeLessThanOrEqual(before + 1);
+    });
+
+    it('with a limit, refuses an action when the tenant has that many unfinished ones of its type', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      const lr = (i: number) => newAction(tenantId, machine, { type: 'LiveResponse', conflictKey: `lr${i}` });
+      expect(await store.insertAction(lr(1), { at: 1, actor: 'a', comment: null }, 2)).toBe('inserted');
+      expect(await store.insertAction(lr(2), { at: 1, actor: 'a', comment: null }, 2)).toBe('inserted');
+      const third = lr(3);
+      expect(await store.insertAction(third, { at: 1, actor: 'a', comment: null }, 2)).toBe('limit');
+      expect(await store.getAction(tenantId, third.id)).toBeNull();
+      expect(await store.insertAction(newAction(tenantId, machine, { conflictKey: 'other' }), { at: 1, actor: 'a', comment: null }, 2)).toBe('inserted');
+    });
+
     it('tenants are upserted', async () => {
       const id = randomUUID();
       await store.upsertTenant({ id, name: 'one' });
       await store.upsertTenant({ id, name: 'two' });
       expect(await store.getTenant(id)).toEqual({ id, name: 'two' });
       expect(await store.getTenant(randomUUID())).toBeNull();
+      expect((await store.listTenants()).some((t) => t.id === id && t.name === 'two')).toBe(true);
     });
   });
 }

@@ -94,4 +94,49 @@ CREATE TABLE action_events (
 CREATE INDEX action_events_by_action ON action_events (action_id, seq);
 `,
   },
+  {
+    version: 2,
+    name: 'identity',
+    sql: `
+CREATE TABLE applications (
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  client_id TEXT NOT NULL,
+  object_id TEXT NOT NULL,
+  display_name TEXT NOT NULL,
+  secret_hash TEXT NOT NULL,
+  roles TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (tenant_id, client_id)
+);
+
+CREATE TABLE users (
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  object_id TEXT NOT NULL,
+  upn TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  scopes TEXT NOT NULL,
+  role_permissions TEXT NOT NULL,
+  device_groups TEXT,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (tenant_id, object_id)
+);
+CREATE UNIQUE INDEX users_by_upn ON users (tenant_id, lower(upn));
+
+CREATE TABLE signing_keys (
+  kid TEXT PRIMARY KEY,
+  alg TEXT NOT NULL,
+  private_pem TEXT NOT NULL,
+  public_jwk TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  retired_at BIGINT
+);
+
+-- rate-limiter-flexible's table, shared by every server node.
+CREATE TABLE rate_limits (
+  key VARCHAR(255) PRIMARY KEY,
+  points INTEGER NOT NULL DEFAULT 0,
+  expire BIGINT
+);
+`,
+  },
 ];

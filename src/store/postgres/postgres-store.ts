@@ -1,10 +1,11 @@
 import pg from 'pg';
-import type { ActionEvent, Machine, MachineAction, Tenant } from '../../domain/model.js';
+import type { ActionEvent, Application, Machine, MachineAction, SigningKey, Tenant, User } from '../../domain/model.js';
 import { MACHINE_ACTION_SET, MACHINE_SET } from '../../domain/query-sets.js';
-import type { EventInput, ListQuery, Page, Store, Transition } from '../../domain/store.js';
+import type { EventInput, InsertOutcome, ListQuery, Page, Store, Transition } from '../../domain/store.js';
 import type { EntitySetDef } from '../../odata/index.js';
 import {
   ACTION_LIST,
+  COUNT_ACTIVE_OF_TYPE,
   INSERT_ACTION,
   INSERT_EVENT,
   MACHINE_LIST,
@@ -13,6 +14,20 @@ import {
   SELECT_EVENTS,
   UPSERT_MACHINE,
   UPSERT_TENANT,
+  SELECT_TENANTS,
+  UPSERT_APPLICATION,
+  SELECT_APPLICATION,
+  SELECT_APPLICATIONS,
+  DELETE_APPLICATION,
+  UPSERT_USER,
+  SELECT_USER_BY_OID,
+  SELECT_USER_BY_UPN,
+  SELECT_USERS,
+  DELETE_USER,
+  INSERT_SIGNING_KEY,
+  RETIRE_SIGNING_KEYS,
+  PRUNE_SIGNING_KEYS,
+  SELECT_SIGNING_KEYS,
   listSql,
   selectMachine,
   type Sql,
@@ -25,6 +40,12 @@ import {
   rowToAction,
   rowToEvent,
   rowToMachine,
+  applicationParams,
+  rowToApplication,
+  userParams,
+  rowToUser,
+  signingKeyParams,
+  rowToSigningKey,
   type Row,
 } from '../sql/rows.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
@@ -138,9 +159,74 @@ export class PostgresStore implements Store {
     await this.query(UPSERT_TENANT, [tenant.id, tenant.name]);
   }
 
-  async getTenant(id: string): Promise<Tenant | null> {
-    const [row] = await this.query('SELECT id, name FROM tenants WHERE id = ?', [id]);
-    return row ? { id: String(row.id), name: String(row.name) } : null;
+  getTenant(id: string): Promise<Tenant | null> {
+    return this.one('SELECT id, name FROM tenants WHERE id = ?', [id], (r) => ({ id: String(r.id), name: String(r.name) }));
+  }
+
+  async listTenants(): Promise<Tenant[]> {
+    return (await this.query(SELECT_TENANTS, [])).map((r) => ({ id: String(r.id), name: String(r.name) }));
+  }
+
+  /** One statement in its own transaction; resolves with the number of rows it changed. */
+  private async exec(sql: string, params: unknown[]): Promise<number> {
+    return (await this.pool.query(numbered(sql), params)).rowCount ?? 0;
+  }
+
+  private async one<T>(sql: string, params: unknown[], map: (r: Row) => T): Promise<T | null> {
+    const [row] = await this.query(sql, params);
+    return row ? map(row) : null;
+  }
+
+  async upsertApplication(app: Application): Promise<void> {
+    await this.exec(UPSERT_APPLICATION, applicationParams(app));
+  }
+
+  getApplication(tenantId: string, clientId: string): Promise<Application | null> {
+    return this.one(SELECT_APPLICATION, [tenantId, clientId], rowToApplication);
+  }
+
+  async listApplications(tenantId: string): Promise<Application[]> {
+    return (await this.query(SELECT_APPLICATIONS, [tenantId])).map(rowToApplication);
+  }
+
+  async deleteApplication(tenantId: string, clientId: string): Promise<boolean> {
+    return (await this.exec(DELETE_APPLICATION, [tenantId, clientId])) > 0;
+  }
+
+  async upsertUser(user: User): Promise<void> {
+    await this.exec(UPSERT_USER, userParams(user));
+  }
+
+  getUserByObjectId(tenantId: string, objectId: string): Promise<User | null> {
+    return this.one(SELECT_USER_BY_OID, [tenantId, objectId], rowToUser);
+  }
+
+  getUserByUpn(tenantId: string, upn: string): Promise<User | null> {
+    return this.one(SELECT_USER_BY_UPN, [tenantId, upn], rowToUser);
+  }
+
+  async listUsers(tenantId: string): Promise<User[]> {
+    return (await this.query(SELECT_USERS, [tenantId])).map(rowToUser);
+  }
+
+  async deleteUser(tenantId: string, objectId: string): Promise<boolean> {
+    return (await this.exec(DELETE_USER, [tenantId, objectId])) > 0;
+  }
+
+  async insertSigningKey(key: SigningKey): Promise<void> {
+    await this.exec(INSERT_SIGNING_KEY, signingKeyParams(key));
+  }
+
+  async retireSigningKeysExcept(kid: string, at: number): Promise<void> {
+    await this.exec(RETIRE_SIGNING_KEYS, [at, kid]);
+  }
+
+  async pruneSigningKeys(before: number): Promise<void> {
+    await this.exec(PRUNE_SIGNING_KEYS, [before]);
+  }
+
+  async listSigningKeys(): Promise<SigningKey[]> {
+    return (await this.query(SELECT_SIGNING_KEYS, [])).map(rowToSigningKey);
   }
 
   async upsertMachine(machine: Machine): Promise<void> {
@@ -160,8 +246,14 @@ export class PostgresStore implements Store {
     return this.page(listSql(MACHINE_LIST, MACHINE_SET_PG, tenantId, query, 'm.computer_dns_name ASC'), query, rowToMachine);
   }
 
-  insertAction(action: MachineAction, event: EventInput): Promise<'inserted' | 'conflict'> {
+  insertAction(action: MachineAction, event: EventInput, limit?: number): Promise<InsertOutcome> {
     return this.tx(async (c) => {
+      if (limit !== undefined) {
+        // Serialises the count-then-insert of one tenant's actions of this type across nodes.
+        await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${action.tenantId}:${action.type}`]);
+        const [row] = await this.query(COUNT_ACTIVE_OF_TYPE, [action.tenantId, action.type], c);
+        if (Number(row!.n) >= limit) return 'limit' as const;
+      }
       const result = await c.query(numbered(INSERT_ACTION), actionParams(action));
       if (result.rowCount === 0) return 'conflict' as const;
       await this.insertEvent(c, action.tenantId, action.id, 'created', null, action.status, event);

@@ -1,6 +1,13 @@
 import { compileFilter, compileOrderBy, type EntitySetDef } from '../../odata/index.js';
 import type { ListQuery } from '../../domain/store.js';
-import { ACTION_COLUMNS, MACHINE_COLUMNS, placeholders } from './rows.js';
+import {
+  ACTION_COLUMNS,
+  APPLICATION_COLUMNS,
+  MACHINE_COLUMNS,
+  SIGNING_KEY_COLUMNS,
+  USER_COLUMNS,
+  placeholders,
+} from './rows.js';
 
 /**
  * The SQL every backend shares, written with `?` placeholders (a backend rewrites them if its
@@ -12,6 +19,13 @@ export interface Sql {
   params: unknown[];
 }
 
+const upsert = (table: string, columns: readonly string[], key: readonly string[]) =>
+  `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${placeholders(columns.length)})
+  ON CONFLICT (${key.join(', ')}) DO UPDATE SET ${columns
+    .filter((c) => !key.includes(c))
+    .map((c) => `${c} = excluded.${c}`)
+    .join(', ')}`;
+
 export const INSERT_ACTION = `INSERT INTO machine_actions (${ACTION_COLUMNS.join(', ')})
   VALUES (${placeholders(ACTION_COLUMNS.length)}) ON CONFLICT DO NOTHING`;
 
@@ -19,14 +33,11 @@ export const INSERT_EVENT = `INSERT INTO action_events
   (tenant_id, action_id, at, actor, kind, from_status, to_status, comment, detail)
   VALUES (${placeholders(9)})`;
 
-export const UPSERT_MACHINE = `INSERT INTO machines (${MACHINE_COLUMNS.join(', ')})
-  VALUES (${placeholders(MACHINE_COLUMNS.length)})
-  ON CONFLICT (tenant_id, id) DO UPDATE SET ${MACHINE_COLUMNS.filter((c) => c !== 'tenant_id' && c !== 'id')
-    .map((c) => `${c} = excluded.${c}`)
-    .join(', ')}`;
+export const UPSERT_MACHINE = upsert('machines', MACHINE_COLUMNS, ['tenant_id', 'id']);
+export const UPSERT_TENANT = upsert('tenants', ['id', 'name'], ['id']);
 
-export const UPSERT_TENANT = `INSERT INTO tenants (id, name) VALUES (?, ?)
-  ON CONFLICT (id) DO UPDATE SET name = excluded.name`;
+export const COUNT_ACTIVE_OF_TYPE = `SELECT COUNT(*) AS n FROM machine_actions
+  WHERE tenant_id = ? AND type = ? AND status IN ('Pending', 'InProgress')`;
 
 export const SELECT_ACTION = 'SELECT a.* FROM machine_actions a WHERE a.tenant_id = ? AND a.id = ?';
 export const SELECT_ACTION_STATUS = 'SELECT status FROM machine_actions WHERE tenant_id = ? AND id = ?';
@@ -88,3 +99,21 @@ export function listSql(shape: ListShape, set: EntitySetDef, tenantId: string, q
   const count: Sql = { sql: `SELECT COUNT(*) AS n FROM ${shape.from} WHERE ${whereSql}`, params };
   return { page, count };
 }
+
+export const SELECT_TENANTS = 'SELECT id, name FROM tenants ORDER BY name, id';
+
+export const UPSERT_APPLICATION = upsert('applications', APPLICATION_COLUMNS, ['tenant_id', 'client_id']);
+export const SELECT_APPLICATION = 'SELECT * FROM applications WHERE tenant_id = ? AND client_id = ?';
+export const SELECT_APPLICATIONS = 'SELECT * FROM applications WHERE tenant_id = ? ORDER BY display_name, client_id';
+export const DELETE_APPLICATION = 'DELETE FROM applications WHERE tenant_id = ? AND client_id = ?';
+
+export const UPSERT_USER = upsert('users', USER_COLUMNS, ['tenant_id', 'object_id']);
+export const SELECT_USER_BY_OID = 'SELECT * FROM users WHERE tenant_id = ? AND object_id = ?';
+export const SELECT_USER_BY_UPN = 'SELECT * FROM users WHERE tenant_id = ? AND lower(upn) = lower(?)';
+export const SELECT_USERS = 'SELECT * FROM users WHERE tenant_id = ? ORDER BY upn';
+export const DELETE_USER = 'DELETE FROM users WHERE tenant_id = ? AND object_id = ?';
+
+export const INSERT_SIGNING_KEY = `INSERT INTO signing_keys (${SIGNING_KEY_COLUMNS.join(', ')}) VALUES (${placeholders(SIGNING_KEY_COLUMNS.length)})`;
+export const RETIRE_SIGNING_KEYS = 'UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND kid <> ?';
+export const PRUNE_SIGNING_KEYS = 'DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?';
+export const SELECT_SIGNING_KEYS = 'SELECT * FROM signing_keys ORDER BY created_at DESC, kid';

@@ -1,4 +1,4 @@
-import type { ActionEvent, Machine, MachineAction } from '../../domain/model.js';
+import type { ActionEvent, Application, Machine, MachineAction, SigningKey, User } from '../../domain/model.js';
 import type { TransitionPatch } from '../../domain/store.js';
 
 /**
@@ -225,3 +225,75 @@ export function rowToEvent(r: Row): ActionEvent {
 }
 
 export const placeholders = (n: number): string => Array.from({ length: n }, () => '?').join(', ');
+
+export const APPLICATION_COLUMNS = ['tenant_id', 'client_id', 'object_id', 'display_name', 'secret_hash', 'roles', 'created_at'] as const;
+
+export function applicationParams(a: Application): unknown[] {
+  return [a.tenantId, a.clientId, a.objectId, a.displayName, a.secretHash, JSON.stringify(a.roles), a.createdAt];
+}
+
+export function rowToApplication(r: Row): Application {
+  return {
+    tenantId: String(r.tenant_id),
+    clientId: String(r.client_id),
+    objectId: String(r.object_id),
+    displayName: String(r.display_name),
+    secretHash: String(r.secret_hash),
+    roles: JSON.parse(String(r.roles)),
+    createdAt: num(r.created_at),
+  };
+}
+
+export const USER_COLUMNS = [
+  'tenant_id',
+  'object_id',
+  'upn',
+  'password_hash',
+  'scopes',
+  'role_permissions',
+  'device_groups',
+  'created_at',
+] as const;
+
+export function userParams(u: User): unknown[] {
+  return [
+    u.tenantId,
+    u.objectId,
+    u.upn,
+    u.passwordHash,
+    JSON.stringify(u.scopes),
+    JSON.stringify(u.rolePermissions),
+    u.deviceGroups === null ? null : JSON.stringify(u.deviceGroups),
+    u.createdAt,
+  ];
+}
+
+export function rowToUser(r: Row): User {
+  return {
+    tenantId: String(r.tenant_id),
+    objectId: String(r.object_id),
+    upn: String(r.upn),
+    passwordHash: String(r.password_hash),
+    scopes: JSON.parse(String(r.scopes)),
+    rolePermissions: JSON.parse(String(r.role_permissions)),
+    deviceGroups: r.device_groups === null || r.device_groups === undefined ? null : JSON.parse(String(r.device_groups)),
+    createdAt: num(r.created_at),
+  };
+}
+
+export const SIGNING_KEY_COLUMNS = ['kid', 'alg', 'private_pem', 'public_jwk', 'created_at', 'retired_at'] as const;
+
+export function signingKeyParams(k: SigningKey): unknown[] {
+  return [k.kid, k.alg, k.privatePem, JSON.stringify(k.publicJwk), k.createdAt, k.retiredAt];
+}
+
+export function rowToSigningKey(r: Row): SigningKey {
+  return {
+    kid: String(r.kid),
+    alg: r.alg as SigningKey['alg'],
+    privatePem: String(r.private_pem),
+    publicJwk: JSON.parse(String(r.public_jwk)),
+    createdAt: num(r.created_at),
+    retiredAt: numOrNull(r.retired_at),
+  };
+}

@@ -1,10 +1,11 @@
 import Database from 'better-sqlite3';
 import { MACHINE_ACTION_SET, MACHINE_SET } from '../../domain/query-sets.js';
-import type { ActionEvent, Machine, MachineAction, Tenant } from '../../domain/model.js';
-import type { EventInput, ListQuery, Page, Store, Transition } from '../../domain/store.js';
+import type { ActionEvent, Application, Machine, MachineAction, SigningKey, Tenant, User } from '../../domain/model.js';
+import type { EventInput, InsertOutcome, ListQuery, Page, Store, Transition } from '../../domain/store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import {
   ACTION_LIST,
+  COUNT_ACTIVE_OF_TYPE,
   INSERT_ACTION,
   INSERT_EVENT,
   MACHINE_LIST,
@@ -13,6 +14,20 @@ import {
   SELECT_EVENTS,
   UPSERT_MACHINE,
   UPSERT_TENANT,
+  SELECT_TENANTS,
+  UPSERT_APPLICATION,
+  SELECT_APPLICATION,
+  SELECT_APPLICATIONS,
+  DELETE_APPLICATION,
+  UPSERT_USER,
+  SELECT_USER_BY_OID,
+  SELECT_USER_BY_UPN,
+  SELECT_USERS,
+  DELETE_USER,
+  INSERT_SIGNING_KEY,
+  RETIRE_SIGNING_KEYS,
+  PRUNE_SIGNING_KEYS,
+  SELECT_SIGNING_KEYS,
   listSql,
   selectMachine,
   type Sql,
@@ -25,6 +40,12 @@ import {
   rowToAction,
   rowToEvent,
   rowToMachine,
+  applicationParams,
+  rowToApplication,
+  userParams,
+  rowToUser,
+  signingKeyParams,
+  rowToSigningKey,
   type Row,
 } from '../sql/rows.js';
 
@@ -190,6 +211,70 @@ export class SqliteStore implements Store {
     return row ? { id: String(row.id), name: String(row.name) } : null;
   }
 
+  async listTenants(): Promise<Tenant[]> {
+    return this.all({ sql: SELECT_TENANTS, params: [] }).map((r) => ({ id: String(r.id), name: String(r.name) }));
+  }
+
+  /** A write of one statement; resolves with the number of rows it changed. */
+  private exec(sql: string, params: unknown[]): Promise<number> {
+    return this.write(() => this.stmt(sql).run(...params).changes);
+  }
+
+  async upsertApplication(app: Application): Promise<void> {
+    await this.exec(UPSERT_APPLICATION, applicationParams(app));
+  }
+
+  async getApplication(tenantId: string, clientId: string): Promise<Application | null> {
+    const row = this.get(SELECT_APPLICATION, [tenantId, clientId]);
+    return row ? rowToApplication(row) : null;
+  }
+
+  async listApplications(tenantId: string): Promise<Application[]> {
+    return this.all({ sql: SELECT_APPLICATIONS, params: [tenantId] }).map(rowToApplication);
+  }
+
+  async deleteApplication(tenantId: string, clientId: string): Promise<boolean> {
+    return (await this.exec(DELETE_APPLICATION, [tenantId, clientId])) > 0;
+  }
+
+  async upsertUser(user: User): Promise<void> {
+    await this.exec(UPSERT_USER, userParams(user));
+  }
+
+  async getUserByObjectId(tenantId: string, objectId: string): Promise<User | null> {
+    const row = this.get(SELECT_USER_BY_OID, [tenantId, objectId]);
+    return row ? rowToUser(row) : null;
+  }
+
+  async getUserByUpn(tenantId: string, upn: string): Promise<User | null> {
+    const row = this.get(SELECT_USER_BY_UPN, [tenantId, upn]);
+    return row ? rowToUser(row) : null;
+  }
+
+  async listUsers(tenantId: string): Promise<User[]> {
+    return this.all({ sql: SELECT_USERS, params: [tenantId] }).map(rowToUser);
+  }
+
+  async deleteUser(tenantId: string, objectId: string): Promise<boolean> {
+    return (await this.exec(DELETE_USER, [tenantId, objectId])) > 0;
+  }
+
+  async insertSigningKey(key: SigningKey): Promise<void> {
+    await this.exec(INSERT_SIGNING_KEY, signingKeyParams(key));
+  }
+
+  async retireSigningKeysExcept(kid: string, at: number): Promise<void> {
+    await this.exec(RETIRE_SIGNING_KEYS, [at, kid]);
+  }
+
+  async pruneSigningKeys(before: number): Promise<void> {
+    await this.exec(PRUNE_SIGNING_KEYS, [before]);
+  }
+
+  async listSigningKeys(): Promise<SigningKey[]> {
+    return this.all({ sql: SELECT_SIGNING_KEYS, params: [] }).map(rowToSigningKey);
+  }
+
   upsertMachine(machine: Machine): Promise<void> {
     return this.write(() => {
       this.stmt(UPSERT_MACHINE).run(...machineParams(machine));
@@ -213,8 +298,11 @@ export class SqliteStore implements Store {
     return this.page(listSql(MACHINE_LIST, MACHINE_SET, tenantId, query, 'm.computer_dns_name ASC'), query, rowToMachine);
   }
 
-  insertAction(action: MachineAction, event: EventInput): Promise<'inserted' | 'conflict'> {
+  insertAction(action: MachineAction, event: EventInput, limit?: number): Promise<InsertOutcome> {
     return this.write(() => {
+      if (limit !== undefined && Number((this.get(COUNT_ACTIVE_OF_TYPE, [action.tenantId, action.type]) as Row).n) >= limit) {
+        return 'limit' as const;
+      }
       const result = this.stmt(INSERT_ACTION).run(...actionParams(action));
       if (result.changes === 0) return 'conflict' as const;
       this.insertEvent(action.tenantId, action.id, 'created', null, action.status, event);
