@@ -22,6 +22,24 @@ export const ServerConfigSchema = Type.Object({
   pageSize: Type.Integer({ minimum: 1, maximum: 10000 }),
   bodyLimitBytes: Type.Integer({ minimum: 1024 }),
   cancelRequiresMatchingPermission: Type.Boolean(),
+  /** Tokens are issued as `<issuerBase>/<tenant id>/` (MDE's v1.0 tokens: https://sts.windows.net). */
+  issuerBase: Type.String({ pattern: '^https?://' }),
+  /** Real identity providers whose tokens are accepted, each for one Countermand tenant. */
+  trustedIssuers: Type.Array(
+    Type.Object(
+      {
+        issuer: Type.String({ minLength: 1 }),
+        jwksUri: Type.String({ pattern: '^https?://' }),
+        tenantId: Type.String({ pattern: '^[0-9a-fA-F-]{36}$' }),
+      },
+      { additionalProperties: false },
+    ),
+  ),
+  rateLimitsEnabled: Type.Boolean(),
+  /** Multiplies every rate limit's allowance (e.g. 1000 for load tests). */
+  rateLimitScale: Type.Number({ exclusiveMinimum: 0 }),
+  /** Multiplies every rate-limit window's length (tests shorten the minute). */
+  rateLimitWindowScale: Type.Number({ exclusiveMinimum: 0 }),
 });
 export type ServerConfig = Static<typeof ServerConfigSchema>;
 
@@ -36,6 +54,11 @@ export const DEFAULT_CONFIG: ServerConfig = {
   pageSize: 10000,
   bodyLimitBytes: 1024 * 1024,
   cancelRequiresMatchingPermission: false,
+  issuerBase: 'https://sts.windows.net',
+  trustedIssuers: [],
+  rateLimitsEnabled: true,
+  rateLimitScale: 1,
+  rateLimitWindowScale: 1,
 };
 
 /** Environment variable of each setting. */
@@ -50,6 +73,11 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   pageSize: 'COUNTERMAND_PAGE_SIZE',
   bodyLimitBytes: 'COUNTERMAND_BODY_LIMIT_BYTES',
   cancelRequiresMatchingPermission: 'COUNTERMAND_CANCEL_REQUIRES_MATCHING_PERMISSION',
+  issuerBase: 'COUNTERMAND_ISSUER_BASE',
+  trustedIssuers: 'COUNTERMAND_TRUSTED_ISSUERS',
+  rateLimitsEnabled: 'COUNTERMAND_RATE_LIMITS_ENABLED',
+  rateLimitScale: 'COUNTERMAND_RATE_LIMIT_SCALE',
+  rateLimitWindowScale: 'COUNTERMAND_RATE_LIMIT_WINDOW_SCALE',
 };
 
 export class ConfigError extends Error {
@@ -59,7 +87,14 @@ export class ConfigError extends Error {
 /** Converts a string from the environment or a flag to the setting's type. */
 function fromString(key: keyof ServerConfig, raw: string): unknown {
   const sample = DEFAULT_CONFIG[key];
-  if (typeof sample === 'number') return /^-?\d+$/.test(raw) ? Number(raw) : raw;
+  if (typeof sample === 'number') return raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  if (Array.isArray(sample)) {
+    try {
+      return JSON.parse(raw);
+    } catch {
+      return raw;
+    }
+  }
   if (typeof sample === 'boolean') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
   return raw === '' ? null : raw;
 }

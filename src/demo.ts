@@ -1,48 +1,55 @@
-import type { Fixtures } from './fixtures.js';
+import type { Directory } from './identity/directory.js';
+import type { Store } from './domain/store.js';
+import { fixtureMachine } from './fixtures.js';
+import { KNOWN_APP_ROLES } from './domain/permissions.js';
 
-/** What a start without fixtures serves: one tenant, a few Linux machines, one application. */
+/** What a first start without fixtures creates: one tenant, an application, a few machines. */
 export const DEMO_TENANT_ID = '6c0f4b1e-0d5a-4c3e-9a59-5d1f2a7c0001';
 export const DEMO_CLIENT_ID = '6c0f4b1e-0d5a-4c3e-9a59-5d1f2a7c0a01';
 
-export const ALL_APP_ROLES = [
-  'Machine.Read.All',
-  'Machine.ReadWrite.All',
-  'Machine.Isolate',
-  'Machine.Scan',
-  'Machine.CollectForensics',
-  'Machine.RestrictExecution',
-  'Machine.Offboard',
-  'Machine.StopAndQuarantine',
-  'Machine.LiveResponse',
-  'Library.Manage',
-  'Alert.ReadWrite.All',
-];
+export interface DemoCredentials {
+  tenantId: string;
+  clientId: string;
+  clientSecret: string;
+}
 
-export function demoFixtures(): Fixtures {
-  return {
-    tenants: [
-      {
-        id: DEMO_TENANT_ID,
-        name: 'Countermand Demo',
-        machines: ['web-01', 'web-02', 'db-01'].map((name, i) => ({
+/**
+ * Creates the demo tenant on an empty store and returns its freshly generated credentials (shown
+ * once; only a hash is kept). Returns null when the store already holds a tenant.
+ */
+export async function seedDemo(store: Store, directory: Directory, now: number): Promise<DemoCredentials | null> {
+  if ((await store.listTenants()).length > 0) return null;
+  await directory.createTenant('Countermand Demo', DEMO_TENANT_ID);
+  for (const [i, name] of ['web-01', 'web-02', 'db-01'].entries()) {
+    await store.upsertMachine(
+      fixtureMachine(
+        DEMO_TENANT_ID,
+        {
           computerDnsName: `${name}.demo.countermand.local`,
           osPlatform: 'Linux',
           osVersion: 'Debian 12',
           version: '12',
           rbacGroupId: 1,
           rbacGroupName: 'Servers',
-          lastIpAddress: `10.0.0.${11 + i}`,
           ipAddresses: [{ ipAddress: `10.0.0.${11 + i}`, type: 'Ethernet', operationalStatus: 'Up' }],
-        })),
-        applications: [
-          {
-            clientId: DEMO_CLIENT_ID,
-            clientSecret: 'demo-secret-demo-secret',
-            displayName: 'Countermand Demo App',
-            roles: ALL_APP_ROLES,
-          },
-        ],
-      },
-    ],
-  };
+        },
+        now,
+      ),
+    );
+  }
+  const { secret } = await directory.addApplication(DEMO_TENANT_ID, {
+    clientId: DEMO_CLIENT_ID,
+    displayName: 'Countermand Demo App',
+    roles: KNOWN_APP_ROLES,
+  });
+  return { tenantId: DEMO_TENANT_ID, clientId: DEMO_CLIENT_ID, clientSecret: secret };
+}
+
+/** The command a newcomer pastes to get a token from this server. */
+export function tokenCurl(baseUrl: string, c: DemoCredentials): string {
+  return [
+    `curl -s -X POST ${baseUrl}/${c.tenantId}/oauth2/v2.0/token \\`,
+    `  -d grant_type=client_credentials -d client_id=${c.clientId} \\`,
+    `  -d client_secret=${c.clientSecret} -d scope=https://api.securitycenter.microsoft.com/.default`,
+  ].join('\n');
 }

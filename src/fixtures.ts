@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { HEALTH_STATUSES, type Machine } from './domain/model.js';
-import { ROLE_PERMISSIONS } from './domain/permissions.js';
+import { KNOWN_APP_ROLES, KNOWN_DELEGATED_SCOPES, ROLE_PERMISSIONS } from './domain/permissions.js';
 
 /**
  * The fixtures file: tenants with their machines, applications and users, loaded at start
@@ -58,7 +58,7 @@ const FixtureApplication = Type.Object(
     clientId: Guid,
     clientSecret: Type.String({ minLength: 16 }),
     displayName: Type.String({ minLength: 1 }),
-    roles: Type.Array(Type.String()),
+    roles: Type.Array(Type.Enum(KNOWN_APP_ROLES)),
   },
   { additionalProperties: false },
 );
@@ -68,7 +68,7 @@ const FixtureUser = Type.Object(
     upn: Type.String({ minLength: 3 }),
     password: Type.String({ minLength: 8 }),
     objectId: Type.Optional(Guid),
-    scopes: Type.Array(Type.String()),
+    scopes: Type.Array(Type.Enum(KNOWN_DELEGATED_SCOPES)),
     rolePermissions: Type.Array(Type.Enum(ROLE_PERMISSIONS)),
     /** rbacGroupIds the user may see; omitted means all device groups. */
     deviceGroups: Type.Optional(Type.Array(Type.Integer())),
@@ -90,8 +90,6 @@ const FixtureTenant = Type.Object(
 export const FixturesSchema = Type.Object(
   {
     tenants: Type.Array(FixtureTenant),
-    /** Until tokens are required: the application every /api request is attributed to. */
-    defaultCaller: Type.Optional(Type.Object({ tenantId: Guid, clientId: Guid }, { additionalProperties: false })),
   },
   { additionalProperties: false },
 );
@@ -113,13 +111,6 @@ export function parseFixtures(json: unknown, source: string): Fixtures {
   for (const tenant of fixtures.tenants) {
     if (ids.has(tenant.id.toLowerCase())) throw new FixturesError(`${source}: tenant ${tenant.id} appears twice`);
     ids.add(tenant.id.toLowerCase());
-  }
-  if (fixtures.defaultCaller) {
-    const { tenantId, clientId } = fixtures.defaultCaller;
-    const tenant = fixtures.tenants.find((t) => t.id.toLowerCase() === tenantId.toLowerCase());
-    if (!tenant?.applications?.some((a) => a.clientId.toLowerCase() === clientId.toLowerCase())) {
-      throw new FixturesError(`${source}: defaultCaller names an application that is not in tenant ${tenantId}`);
-    }
   }
   return fixtures;
 }

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { TSchema } from 'typebox';
 import type { Caller } from '../domain/caller.js';
 import type { EndpointPermissions } from '../domain/permissions.js';
+import type { RateLimitPolicy } from '../domain/rate-limits.js';
 import type { ActionsService } from '../services/actions.js';
 import type { MachinesService } from '../services/machines.js';
 
@@ -39,6 +40,8 @@ export interface Operation {
   method: 'GET' | 'POST' | 'DELETE';
   path: string;
   permissions: EndpointPermissions | null;
+  /** Contract §8; the default policy (100/min, 1500/h) when absent. */
+  rateLimit?: RateLimitPolicy;
   body?: TSchema;
   handler(request: FastifyRequest, ctx: ApiContext, reply: FastifyReply): Promise<Reply>;
 }

@@ -2,6 +2,9 @@
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config.js';
 import { FixturesError } from '../fixtures.js';
+import { tokenCurl } from '../demo.js';
+import { DirectoryError } from '../identity/directory.js';
+import { registerAdminCommands } from './admin.js';
 import { startServer } from '../server.js';
 
 const program = new Command()
@@ -43,6 +46,13 @@ program
     });
     const server = await startServer(config);
     process.stderr.write(`Countermand is listening on ${server.url} (API at ${server.url}/api)\n`);
+    if (server.demo) {
+      process.stderr.write(
+        `\nCreated the demo tenant ${server.demo.tenantId} and its application. Get a token (the secret is shown only now):\n\n` +
+          `${tokenCurl(server.baseUrl, server.demo)}\n\n` +
+          'then call the API with  -H "Authorization: Bearer <access_token>"\n\n',
+      );
+    }
     let closing = false;
     const shutdown = (signal: string) => {
       if (closing) return;
@@ -57,8 +67,10 @@ program
     process.on('SIGTERM', () => shutdown('SIGTERM'));
   });
 
+registerAdminCommands(program);
+
 program.parseAsync(process.argv).catch((error: unknown) => {
-  if (error instanceof ConfigError || error instanceof FixturesError) {
+  if (error instanceof ConfigError || error instanceof FixturesError || error instanceof DirectoryError) {
     process.stderr.write(`countermand: ${error.message}\n`);
     process.exit(2);
   }

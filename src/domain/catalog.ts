@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from 'typebox';
 import { ERRORS } from './errors.js';
+import { LIVE_RESPONSE_CONCURRENCY, RATE_LIMITS, type RateLimitPolicy } from './rate-limits.js';
 import {
   COMMAND_TYPES,
   type ActionType,
@@ -62,6 +63,10 @@ export interface ActionDefinition {
   body: TSchema;
   /** Default seconds an InProgress action may run before it becomes TimeOut. */
   executionDeadlineSeconds: number;
+  /** Contract §8, when not the default windows. */
+  rateLimit?: RateLimitPolicy;
+  /** Non-final actions of this type a tenant may have at once (contract §8). */
+  tenantConcurrency?: number;
   specifics(body: Record<string, unknown>): ActionSpecifics;
 }
 
@@ -154,6 +159,8 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
     route: 'runliveresponse',
     body: LiveResponseBody,
     executionDeadlineSeconds: 2 * HOUR,
+    rateLimit: RATE_LIMITS.liveResponse,
+    tenantConcurrency: LIVE_RESPONSE_CONCURRENCY,
     specifics: (body) => ({
       scope: null,
       relatedFileInfo: null,

@@ -15,6 +15,12 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * Retry-After for the live-response concurrency limit: no window ends at a known time, so this
+ * is a polling interval, not a promise (docs/identity.md).
+ */
+export const CONCURRENCY_RETRY_AFTER_SECONDS = 10;
+
 export const ERRORS = {
   BadRequest: (message: string) => new ApiError('BadRequest', 400, message),
   InvalidGuidKey: (key: string) =>
@@ -62,6 +68,11 @@ export const ERRORS = {
   TooManyRequests: (retryAfterSeconds: number) =>
     new ApiError('TooManyRequests', 429, `Rate limit is exceeded. Try again in ${retryAfterSeconds} seconds.`, {
       'retry-after': String(retryAfterSeconds),
+    }),
+  /** No window to wait out: the tenant has too many unfinished actions of a type (contract §8). */
+  TooManyActive: (type: string, max: number) =>
+    new ApiError('TooManyRequests', 429, `The tenant already has ${max} ${type} actions that have not finished.`, {
+      'retry-after': String(CONCURRENCY_RETRY_AFTER_SECONDS),
     }),
   InternalServerError: () =>
     new ApiError('InternalServerError', 500, 'An unexpected error occurred. Quote the request id when reporting it.'),

@@ -76,3 +76,32 @@ export function cancelPermissions(type: ActionType, strict: boolean): EndpointPe
   const create = ACTION_PERMISSIONS[type];
   return strict ? create : { app: ANY_ACTION, delegated: ANY_ACTION, role: create.role };
 }
+
+/** Every application role and delegated scope the contract names (§2), for validating input. */
+export const KNOWN_APP_ROLES = [
+  'Machine.Read.All',
+  'Machine.ReadWrite.All',
+  'Machine.Isolate',
+  'Machine.Scan',
+  'Machine.CollectForensics',
+  'Machine.RestrictExecution',
+  'Machine.Offboard',
+  'Machine.StopAndQuarantine',
+  'Machine.LiveResponse',
+  'Library.Manage',
+  'Alert.ReadWrite.All',
+] as const;
+
+export const KNOWN_DELEGATED_SCOPES = [
+  'Machine.Read',
+  'Machine.ReadWrite',
+  'Machine.Isolate',
+  'Machine.Scan',
+  'Machine.CollectForensics',
+  'Machine.RestrictExecution',
+  'Machine.Offboard',
+  'Machine.StopAndQuarantine',
+  'Machine.LiveResponse',
+  'Library.Manage',
+  'Alert.ReadWrite',
+] as const;

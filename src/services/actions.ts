@@ -44,7 +44,8 @@ export class ActionsService {
   /** Creates an action of `type` on the machine named by `machineKey` (id or aadDeviceId). */
   async create(caller: Caller, machineKey: string, type: ActionType, body: Record<string, unknown>): Promise<MachineAction> {
     const machine = await this.machines.resolveForAction(caller, machineKey);
-    const specifics = ACTION_CATALOG[type].specifics(body);
+    const definition = ACTION_CATALOG[type];
+    const specifics = definition.specifics(body);
     const now = this.now();
     const action: MachineAction = {
       id: randomUUID(),
@@ -72,12 +73,13 @@ export class ActionsService {
       conflictKey: specifics.conflictKey,
       startedAt: null,
     };
-    const outcome = await this.store.insertAction(action, {
-      at: now,
-      actor: caller.displayName,
-      comment: action.requestorComment,
-    });
+    const outcome = await this.store.insertAction(
+      action,
+      { at: now, actor: caller.displayName, comment: action.requestorComment },
+      definition.tenantConcurrency,
+    );
     if (outcome === 'conflict') throw ERRORS.ActiveRequestAlreadyExists();
+    if (outcome === 'limit') throw ERRORS.TooManyActive(type, definition.tenantConcurrency!);
     this.listener?.actionCreated(action);
     return action;
   }

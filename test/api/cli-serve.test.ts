@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanup, makeFixtures } from '../support/harness.js';
+import { appToken, cleanup, makeFixtures } from '../support/harness.js';
 import { runCli, spawnCli, type Spawned } from '../support/process.js';
 
 describe('countermand serve', () => {
@@ -17,7 +17,8 @@ describe('countermand serve', () => {
     const dir = mkdtempSync(join(tmpdir(), 'countermand-cli-'));
     dirs.push(dir);
     const dataDir = join(dir, 'data');
-    const { fixtures, machines } = makeFixtures(2);
+    const setup = makeFixtures(2);
+    const { fixtures, machines } = setup;
     const fixturesPath = join(dir, 'fixtures.json');
     writeFileSync(fixturesPath, JSON.stringify(fixtures));
     const server = spawnCli(['serve', '--port', '0', '--data-dir', dataDir, '--fixtures', fixturesPath, '--log-level', 'warn']);
@@ -25,9 +26,10 @@ describe('countermand serve', () => {
     const [, url] = await server.waitFor(/listening on (http:\/\/[^\s]+)/);
     expect(existsSync(join(dataDir, 'countermand.db'))).toBe(true);
 
+    const auth = { authorization: `Bearer ${await appToken({ url: url! }, setup.tenantId, setup.clientId)}` };
     const created = await fetch(`${url}/api/machines/${machines[0]!.id}/isolate`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...auth },
       body: JSON.stringify({ Comment: 'from the CLI test' }),
     });
     expect(created.status).toBe(201);
@@ -40,22 +42,38 @@ describe('countermand serve', () => {
     const again = spawnCli(['serve', '--port', '0', '--data-dir', dataDir, '--fixtures', fixturesPath, '--log-level', 'warn']);
     procs.push(again);
     const [, url2] = await again.waitFor(/listening on (http:\/\/[^\s]+)/);
-    const read = await fetch(`${url2}/api/machineactions/${action.id}`);
+    const read = await fetch(`${url2}/api/machineactions/${action.id}`, { headers: auth });
     expect(read.status).toBe(200);
     expect(((await read.json()) as { requestorComment: string }).requestorComment).toBe('from the CLI test');
     again.child.kill('SIGTERM');
     await again.exited;
   });
 
-  it('takes its settings from the environment too', async () => {
+  it('on a fresh data dir (settings from the environment) seeds the demo tenant and prints a curl that gets a working token', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'countermand-cli-'));
     dirs.push(dir);
     const server = spawnCli(['serve'], { COUNTERMAND_PORT: '0', COUNTERMAND_DATA_DIR: dir, COUNTERMAND_LOG_LEVEL: 'warn' });
     procs.push(server);
     const [, url] = await server.waitFor(/listening on (http:\/\/[^\s]+)/);
-    const res = await fetch(`${url}/api/machines`);
-    expect(res.status).toBe(200);
+    const [curl] = await server.waitFor(/curl -s -X POST [^\n]+\\\n[^\n]+\\\n[^\n]+/);
     expect(existsSync(join(dir, 'countermand.db'))).toBe(true);
+
+    // Run the printed command exactly as a newcomer would paste it.
+    const { execFileSync } = await import('node:child_process');
+    const reply = JSON.parse(execFileSync('sh', ['-c', curl], { encoding: 'utf8' })) as Record<string, unknown>;
+    expect(Object.keys(reply)).toEqual(['token_type', 'expires_in', 'ext_expires_in', 'access_token']);
+    const res = await fetch(`${url}/api/machines`, { headers: { authorization: `Bearer ${reply.access_token}` } });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { value: unknown[] }).value).toHaveLength(3);
+    expect((await fetch(`${url}/api/machines`)).status).toBe(401);
+
+    // The secret is shown once: a second start on the same data dir does not seed again.
+    server.child.kill('SIGTERM');
+    await server.exited;
+    const again = spawnCli(['serve'], { COUNTERMAND_PORT: '0', COUNTERMAND_DATA_DIR: dir, COUNTERMAND_LOG_LEVEL: 'warn' });
+    procs.push(again);
+    await again.waitFor(/listening on/);
+    expect(again.output()).not.toMatch(/client_secret=/);
   });
 
   it('refuses a bad setting or bad fixtures with a message and exit code 2', async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, makeFixtures, startTestServer, type TestMachine, type TestServer } from '../support/harness.js';
+import { Client, appClient, makeFixtures, startTestServer, type TestMachine, type TestServer } from '../support/harness.js';
 
 /**
  * The machine-actions API over real HTTP against a started server (contract §1-§4, §6). Every
@@ -57,8 +57,9 @@ function expectEnvelope(res: { status: number; headers: Headers; body: any }, st
 }
 
 beforeAll(async () => {
-  server = await startTestServer({ fixtures: setup.fixtures });
-  api = new Client(server.url);
+  // Limits are raised: these tests send hundreds of calls to one endpoint within a minute.
+  server = await startTestServer({ fixtures: setup.fixtures, config: { rateLimitScale: 1000 } });
+  api = await appClient(server, setup);
   pool = [...setup.machines];
 });
 afterAll(async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
+import { Client, appClient, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
 
 /**
  * OData query options over HTTP (contract §5). The data set is made once, then only read: 12
@@ -27,8 +27,8 @@ const ids = (res: { body: { value: { id: string }[] } }) => res.body.value.map((
 const newestFirst = () => [...created].reverse();
 
 beforeAll(async () => {
-  server = await startTestServer({ fixtures: setup.fixtures, config: { pageSize: PAGE } });
-  api = new Client(server.url);
+  server = await startTestServer({ fixtures: setup.fixtures, config: { pageSize: PAGE, rateLimitScale: 1000 } });
+  api = await appClient(server, setup);
   for (const [i, m] of setup.machines.entries()) {
     const iso = await api.post(`/api/machines/${m.id}/isolate`, { Comment: `isolate ${i}` });
     created.push(iso.body);

@@ -1,5 +1,6 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Client, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
+import { Client, appClient, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
 import { PG_SKIP_REASON, PG_URL } from '../support/postgres.js';
 
 /** The API on the PostgreSQL backend: the paths where the database decides. */
@@ -9,8 +10,8 @@ describe.skipIf(!PG_URL)(`API on PostgreSQL${PG_URL ? '' : ` (skipped: ${PG_SKIP
   const setup = makeFixtures(4);
 
   beforeAll(async () => {
-    server = await startTestServer({ fixtures: setup.fixtures, backend: 'postgres', config: { pageSize: 2 } });
-    api = new Client(server.url);
+    server = await startTestServer({ fixtures: setup.fixtures, backend: 'postgres', config: { pageSize: 2, rateLimitScale: 1000 } });
+    api = await appClient(server, setup);
   });
   afterAll(async () => {
     await server?.stop();
@@ -33,6 +34,24 @@ describe.skipIf(!PG_URL)(`API on PostgreSQL${PG_URL ? '' : ` (skipped: ${PG_SKIP
     expect(tagged.body.value.map((m: { id: string }) => m.id)).toEqual([m0!.id]);
     const prefix = await api.get("/api/machines?$filter=startswith(computerDnsName,'HOST-')&$count=true&$top=0");
     expect(prefix.body['@odata.count']).toBe(4);
+  });
+
+  it('rate limits are counted in PostgreSQL (shared by every node)', async () => {
+    const s = await startTestServer({ fixtures: setup.fixtures, backend: 'postgres' });
+    try {
+      const c = await appClient(s, setup);
+      const statuses = await Promise.all(Array.from({ length: 101 }, () => c.get('/api/machines?$top=1')));
+      expect(statuses.filter((r) => r.status === 200)).toHaveLength(100);
+      const limited = statuses.find((r) => r.status === 429)!;
+      expect(limited.body.error.code).toBe('TooManyRequests');
+      expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+      const pool = new pg.Pool({ connectionString: s.config.databaseUrl! });
+      const rows = await pool.query('SELECT key, points FROM rate_limits');
+      await pool.end();
+      expect(rows.rows.some((r) => r.key.includes(setup.clientId) && r.points >= 100)).toBe(true);
+    } finally {
+      await s.stop();
+    }
   });
 
   it('200 simultaneous cancels: exactly one 200 and one history event', async () => {

@@ -5,22 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { DEFAULT_CONFIG, type ServerConfig } from '../../src/config.js';
+import { KNOWN_APP_ROLES } from '../../src/domain/permissions.js';
 import type { Fixtures } from '../../src/fixtures.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
 import { freshDatabase } from './postgres.js';
 
-export const ALL_ROLES = [
-  'Machine.Read.All',
-  'Machine.ReadWrite.All',
-  'Machine.Isolate',
-  'Machine.Scan',
-  'Machine.CollectForensics',
-  'Machine.RestrictExecution',
-  'Machine.Offboard',
-  'Machine.StopAndQuarantine',
-  'Machine.LiveResponse',
-];
+export const ALL_ROLES = [...KNOWN_APP_ROLES];
+export const TEST_SECRET = 'test-secret-0123456789';
 
 export const hexId = () => randomUUID().replace(/-/g, '') + randomUUID().replace(/-/g, '').slice(0, 8);
 
@@ -58,17 +50,17 @@ export function makeFixtures(count = 3): { fixtures: Fixtures; tenantId: string;
             lastIpAddress: `10.1.0.${i + 1}`,
           })),
           applications: [
-            { clientId, clientSecret: 'test-secret-0123456789', displayName: 'Test App', roles: ALL_ROLES },
+            { clientId, clientSecret: TEST_SECRET, displayName: 'Test App', roles: ALL_ROLES },
           ],
         },
       ],
-      defaultCaller: { tenantId, clientId },
     },
   };
 }
 
 export interface TestServer extends RunningServer {
   dataDir: string;
+  config: ServerConfig;
   logs: string[];
   /** Stops the server and removes its data directory. */
   stop(): Promise<void>;
@@ -104,6 +96,7 @@ export async function startTestServer(options: {
   return {
     ...server,
     dataDir,
+    config,
     logs,
     async stop() {
       await server.close();
@@ -185,6 +178,42 @@ export class Client {
   post(path: string, body?: unknown, headers?: Record<string, string>) {
     return this.request('POST', path, body, headers);
   }
+}
+
+/** A token from the server's own token endpoint, as a client gets one (client credentials). */
+export async function appToken(
+  server: { url: string },
+  tenantId: string,
+  clientId: string,
+  secret = TEST_SECRET,
+  resource = 'https://api.securitycenter.microsoft.com',
+): Promise<string> {
+  const res = await fetch(`${server.url}/${tenantId}/oauth2/v2.0/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret, scope: `${resource}/.default` }),
+  });
+  const body = (await res.json()) as { access_token?: string };
+  if (!body.access_token) throw new Error(`no token: ${res.status} ${JSON.stringify(body)}`);
+  return body.access_token;
+}
+
+/** A delegated token (password grant), as a user's script gets one. */
+export async function userToken(server: { url: string }, tenantId: string, username: string, password: string): Promise<string> {
+  const res = await fetch(`${server.url}/${tenantId}/oauth2/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'password', username, password, resource: 'https://api.securitycenter.microsoft.com' }),
+  });
+  const body = (await res.json()) as { access_token?: string };
+  if (!body.access_token) throw new Error(`no token: ${res.status} ${JSON.stringify(body)}`);
+  return body.access_token;
+}
+
+/** A client that sends the application's bearer token on every call. */
+export async function appClient(server: { url: string }, setup: { tenantId: string; clientId: string }): Promise<Client> {
+  const token = await appToken(server, setup.tenantId, setup.clientId);
+  return new Client(server.url, { authorization: `Bearer ${token}` });
 }
 
 export function cleanup(dir: string) {

@@ -14,6 +14,7 @@ function createMachineAction(definition: ActionDefinition): Operation {
     method: 'POST',
     path: `/machines/:id/${definition.route}`,
     permissions: ACTION_PERMISSIONS[definition.type],
+    ...(definition.rateLimit ? { rateLimit: definition.rateLimit } : {}),
     body: definition.body,
     async handler(request, ctx) {
       const { id } = request.params as { id: string };

@@ -1,0 +1,107 @@
+import { calculateJwkThumbprint, exportJWK, exportPKCS8, generateKeyPair, importJWK, importPKCS8, type JWK } from 'jose';
+import type { SigningKey } from '../domain/model.js';
+import type { Store } from '../domain/store.js';
+
+export const TOKEN_LIFETIME_SECONDS = 3599;
+export const CLOCK_SKEW_SECONDS = 60;
+/** How often a server re-reads the keys, so a rotation made elsewhere takes over signing. */
+export const KEY_REFRESH_MS = 60_000;
+/**
+ * A key retired this long ago can no longer have signed a valid token: a server may sign with
+ * it until its next refresh, and such a token lives its lifetime plus the verifier's skew.
+ */
+const RETIRED_KEY_GRACE_MS = (TOKEN_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS) * 1000 + 2 * KEY_REFRESH_MS;
+/** How often an unknown `kid` may make the ring re-read the store (another node may have rotated). */
+const RELOAD_THROTTLE_MS = 1_000;
+
+/** A key as jose uses it (a WebCrypto key). */
+export type VerificationKey = Awaited<ReturnType<typeof importJWK>>;
+type PrivateKey = Awaited<ReturnType<typeof importPKCS8>>;
+
+interface LoadedKey {
+  record: SigningKey;
+  publicKey: VerificationKey;
+  privateKey: PrivateKey | null;
+}
+
+export async function newSigningKey(now: number): Promise<SigningKey> {
+  const { publicKey, privateKey } = await generateKeyPair('RS256', { modulusLength: 2048, extractable: true });
+  const jwk = await exportJWK(publicKey);
+  const kid = await calculateJwkThumbprint(jwk);
+  return {
+    kid,
+    alg: 'RS256',
+    privatePem: await exportPKCS8(privateKey),
+    publicJwk: { ...jwk, kid, use: 'sig', alg: 'RS256' },
+    createdAt: now,
+    retiredAt: null,
+  };
+}
+
+/**
+ * The token-signing keys, shared through the store by every server node. The newest unretired
+ * key signs; retired keys stay published and accepted until every token they signed has expired.
+ */
+export class KeyRing {
+  private keys: LoadedKey[] = [];
+  private lastLoad = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Loads the keys, creating the first one on a fresh store. */
+  async init(): Promise<void> {
+    await this.reload();
+    if (!this.keys.some((k) => k.record.retiredAt === null)) {
+      await this.store.insertSigningKey(await newSigningKey(this.now()));
+      await this.reload();
+    }
+  }
+
+  async reload(): Promise<void> {
+    const horizon = this.now() - RETIRED_KEY_GRACE_MS;
+    const records = (await this.store.listSigningKeys()).filter((k) => k.retiredAt === null || k.retiredAt >= horizon);
+    this.keys = await Promise.all(
+      records.map(async (record) => ({
+        record,
+        publicKey: await importJWK(record.publicJwk as JWK, record.alg),
+        privateKey: record.retiredAt === null ? await importPKCS8(record.privatePem, record.alg) : null,
+      })),
+    );
+    this.lastLoad = this.now();
+  }
+
+  /** Adds a new signing key and retires the others (they stay valid for their tokens' lifetime). */
+  async rotate(): Promise<SigningKey> {
+    const now = this.now();
+    const key = await newSigningKey(now);
+    await this.store.insertSigningKey(key);
+    await this.store.retireSigningKeysExcept(key.kid, now);
+    await this.store.pruneSigningKeys(now - RETIRED_KEY_GRACE_MS);
+    await this.reload();
+    return key;
+  }
+
+  signingKey(): { kid: string; key: PrivateKey } {
+    const active = this.keys.find((k) => k.record.retiredAt === null && k.privateKey);
+    if (!active?.privateKey) throw new Error('no active signing key');
+    return { kid: active.record.kid, key: active.privateKey };
+  }
+
+  /** The public key for a `kid`, re-reading the store (at most once a second) when unknown. */
+  async verificationKey(kid: string | undefined): Promise<VerificationKey | null> {
+    if (!kid) return null;
+    let found = this.keys.find((k) => k.record.kid === kid);
+    if (!found && this.now() - this.lastLoad > RELOAD_THROTTLE_MS) {
+      await this.reload();
+      found = this.keys.find((k) => k.record.kid === kid);
+    }
+    return found?.publicKey ?? null;
+  }
+
+  jwks(): { keys: Record<string, unknown>[] } {
+    return { keys: this.keys.map((k) => k.record.publicJwk) };
+  }
+}

@@ -1,0 +1,255 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import type { Application } from '../domain/model.js';
+import type { Store } from '../domain/store.js';
+import type { Directory } from './directory.js';
+import { TOKEN_LIFETIME_SECONDS, type KeyRing } from './keys.js';
+import { issuerFor, normalizeAudience, type TokenIssuer } from './tokens.js';
+
+/**
+ * The OAuth 2.0 token endpoints MDE clients call (contract §7), at the server root:
+ * `/{tenant}/oauth2/v2.0/token` and `/{tenant}/oauth2/token` (also as GET with a form body),
+ * plus the JWKS and OpenID metadata a verifier needs. Errors follow RFC 6749 §5.2.
+ */
+
+export interface TokenServiceOptions {
+  store: Store;
+  directory: Directory;
+  issuer: TokenIssuer;
+  keys: KeyRing;
+  issuerBase: string;
+  baseUrl: () => string;
+  audiences: () => ReadonlySet<string>;
+}
+
+class OAuthError extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    description: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(description);
+  }
+}
+
+const FORM = 'application/x-www-form-urlencoded';
+const MAX_FORM_BYTES = 64 * 1024;
+/** Failed sign-ins per tenant and client (or user) before the endpoint refuses for a while. */
+const FAILURES_PER_MINUTE = 20;
+
+type Form = Record<string, string>;
+
+function parseForm(text: string): Form {
+  const form: Form = {};
+  for (const [key, value] of new URLSearchParams(text)) {
+    if (key in form) throw new OAuthError(400, 'invalid_request', `The parameter '${key}' is given more than once.`);
+    form[key] = value;
+  }
+  return form;
+}
+
+/** Fastify does not read GET bodies; some clients send the form there (contract §7). */
+async function readGetBody(request: FastifyRequest): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request.raw) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_FORM_BYTES) throw new OAuthError(400, 'invalid_request', 'The request body is too large.');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** client_secret_basic (RFC 6749 §2.3.1): credentials in the Authorization header. */
+function basicCredentials(request: FastifyRequest): { clientId: string; secret: string } | null {
+  const header = request.headers.authorization;
+  const match = header ? /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header.trim()) : null;
+  if (!match) return null;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return null;
+  return {
+    clientId: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')),
+    secret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')),
+  };
+}
+
+const required = (form: Form, name: string): string => {
+  const value = form[name];
+  if (!value) throw new OAuthError(400, 'invalid_request', `The request body must contain the parameter '${name}'.`);
+  return value;
+};
+
+export function registerTokenService(app: FastifyInstance, options: TokenServiceOptions): void {
+  const failures = new RateLimiterMemory({ points: FAILURES_PER_MINUTE, duration: 60, keyPrefix: 'token-failures' });
+
+  app.register(async (scope) => {
+    scope.addContentTypeParser(FORM, { parseAs: 'string', bodyLimit: MAX_FORM_BYTES }, (_request, body, done) => {
+      try {
+        done(null, parseForm(body as string));
+      } catch (error) {
+        done(error as Error, undefined);
+      }
+    });
+    scope.setErrorHandler((error, request, reply) => {
+      if (error instanceof OAuthError) return sendOAuthError(reply, request, error);
+      const status = (error as { statusCode?: number }).statusCode;
+      if (status === 415) return sendOAuthError(reply, request, new OAuthError(400, 'invalid_request', `The request body must be ${FORM}.`));
+      if (status && status < 500) return sendOAuthError(reply, request, new OAuthError(400, 'invalid_request', 'The request is malformed.'));
+      request.log.error({ err: error }, 'token request failed');
+      return sendOAuthError(reply, request, new OAuthError(500, 'server_error', 'An unexpected error occurred.'));
+    });
+
+    const tenantOf = async (request: FastifyRequest) => {
+      const raw = (request.params as { tenant: string }).tenant.toLowerCase();
+      const tenant = await options.store.getTenant(raw);
+      if (!tenant) throw new OAuthError(400, 'invalid_request', `Tenant '${raw.slice(0, 64)}' not found.`);
+      return tenant.id;
+    };
+
+    const token = (version: 'v1' | 'v2') => async (request: FastifyRequest, reply: FastifyReply) => {
+      const tenantId = await tenantOf(request);
+      let form: Form;
+      if (request.method === 'GET') {
+        const text = await readGetBody(request);
+        const query = (request.raw.url ?? '').split('?')[1] ?? '';
+        form = parseForm(text || query);
+      } else {
+        if (typeof request.body !== 'object' || request.body === null) {
+          throw new OAuthError(400, 'invalid_request', `The request body must be ${FORM}.`);
+        }
+        form = request.body as Form;
+      }
+      const grant = required(form, 'grant_type');
+      const audience = resourceOf(form, version, options.audiences());
+      const basic = basicCredentials(request);
+      const clientId = basic?.clientId ?? form.client_id;
+      const guard = `${tenantId}:${grant === 'password' ? (form.username ?? '').toLowerCase() : (clientId ?? '').toLowerCase()}`;
+      await refuseIfThrottled(failures, guard);
+
+      let accessToken: string;
+      if (grant === 'client_credentials') {
+        if (!clientId) throw new OAuthError(400, 'invalid_request', "The request body must contain the parameter 'client_id'.");
+        const secret = basic?.secret ?? form.client_secret;
+        if (!secret) throw new OAuthError(401, 'invalid_client', 'The client secret is missing.');
+        const application = await options.directory.authenticateApplication(tenantId, clientId, secret);
+        if (!application) {
+          await failures.penalty(guard, 1);
+          throw new OAuthError(401, 'invalid_client', 'The client id or client secret is not valid for this tenant.', basic ? { 'www-authenticate': 'Basic' } : {});
+        }
+        accessToken = await options.issuer.forApplication(application, audience);
+      } else if (grant === 'password') {
+        const username = required(form, 'username');
+        const password = required(form, 'password');
+        let client: Application | null = null;
+        if (clientId) {
+          client = await options.store.getApplication(tenantId, clientId.toLowerCase());
+          if (!client) throw new OAuthError(400, 'unauthorized_client', `Application '${clientId.slice(0, 64)}' is not registered in this tenant.`);
+        }
+        const user = await options.directory.authenticateUser(tenantId, username, password);
+        if (!user) {
+          await failures.penalty(guard, 1);
+          throw new OAuthError(400, 'invalid_grant', 'The user name or password is incorrect.');
+        }
+        accessToken = await options.issuer.forUser(user, audience, client);
+      } else {
+        throw new OAuthError(400, 'unsupported_grant_type', `The grant type '${grant.slice(0, 64)}' is not supported; use client_credentials or password.`);
+      }
+      return reply
+        .header('content-type', 'application/json; charset=utf-8')
+        .header('cache-control', 'no-store')
+        .header('pragma', 'no-cache')
+        .send(
+          JSON.stringify({
+            token_type: 'Bearer',
+            expires_in: TOKEN_LIFETIME_SECONDS,
+            ext_expires_in: TOKEN_LIFETIME_SECONDS,
+            access_token: accessToken,
+          }),
+        );
+    };
+
+    scope.post('/:tenant/oauth2/v2.0/token', token('v2'));
+    scope.post('/:tenant/oauth2/token', token('v1'));
+    scope.get('/:tenant/oauth2/token', token('v1'));
+    scope.get('/:tenant/oauth2/v2.0/token', token('v2'));
+
+    const jwks = async (_request: FastifyRequest, reply: FastifyReply) =>
+      reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(options.keys.jwks()));
+    scope.get('/common/discovery/keys', jwks);
+    scope.get('/common/discovery/v2.0/keys', jwks);
+    scope.get('/:tenant/discovery/keys', async (request, reply) => {
+      await tenantOf(request);
+      return jwks(request, reply);
+    });
+    scope.get('/:tenant/discovery/v2.0/keys', async (request, reply) => {
+      await tenantOf(request);
+      return jwks(request, reply);
+    });
+
+    const metadata = (version: 'v1' | 'v2') => async (request: FastifyRequest, reply: FastifyReply) => {
+      const tenantId = await tenantOf(request);
+      const base = options.baseUrl();
+      const body = {
+        issuer: issuerFor(options.issuerBase, tenantId),
+        token_endpoint: `${base}/${tenantId}/oauth2/${version === 'v2' ? 'v2.0/' : ''}token`,
+        jwks_uri: `${base}/${tenantId}/discovery/${version === 'v2' ? 'v2.0/' : ''}keys`,
+        token_endpoint_auth_methods_supported: ['client_secret_post', 'client_secret_basic'],
+        grant_types_supported: ['client_credentials', 'password'],
+        response_types_supported: ['token'],
+        subject_types_supported: ['pairwise'],
+        id_token_signing_alg_values_supported: ['RS256'],
+        claims_supported: ['aud', 'iss', 'iat', 'nbf', 'exp', 'tid', 'appid', 'app_displayname', 'oid', 'roles', 'scp', 'upn'],
+      };
+      return reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body));
+    };
+    scope.get('/:tenant/v2.0/.well-known/openid-configuration', metadata('v2'));
+    scope.get('/:tenant/.well-known/openid-configuration', metadata('v1'));
+  });
+}
+
+/** The audience asked for: v1 `resource`, v2 `scope=<resource>/.default`; it must be accepted. */
+function resourceOf(form: Form, version: 'v1' | 'v2', accepted: ReadonlySet<string>): string {
+  let resource: string | undefined;
+  if (version === 'v1' || (form.resource && !form.scope)) {
+    resource = form.resource;
+    if (!resource) throw new OAuthError(400, 'invalid_request', "The request body must contain the parameter 'resource'.");
+  } else {
+    // `<resource>/.default`, or for a user `<resource>/<Scope.Name>`: the resource is before the last '/'.
+    const scope = required(form, 'scope');
+    const item = scope.split(' ').find((s) => s.includes('/'));
+    resource = item?.slice(0, item.lastIndexOf('/'));
+    if (!resource) throw new OAuthError(400, 'invalid_scope', `The scope '${scope.slice(0, 128)}' names no resource; use '<resource>/.default'.`);
+  }
+  const normalized = normalizeAudience(resource);
+  if (!accepted.has(normalized)) {
+    throw new OAuthError(
+      400,
+      version === 'v1' ? 'invalid_resource' : 'invalid_scope',
+      `The resource '${resource.slice(0, 128)}' is not served here; ask for ${[...accepted][0]}.`,
+    );
+  }
+  return resource.replace(/\/+$/, '');
+}
+
+async function refuseIfThrottled(limiter: RateLimiterMemory, key: string): Promise<void> {
+  const state = await limiter.get(key);
+  if (state && state.consumedPoints >= FAILURES_PER_MINUTE) {
+    const seconds = Math.max(1, Math.ceil(state.msBeforeNext / 1000));
+    throw new OAuthError(429, 'temporarily_unavailable', `Too many failed attempts; retry in ${seconds} seconds.`, {
+      'retry-after': String(seconds),
+    });
+  }
+}
+
+function sendOAuthError(reply: FastifyReply, request: FastifyRequest, error: OAuthError): FastifyReply {
+  request.log.info({ oauthError: error.error }, 'token request refused');
+  return reply
+    .code(error.status)
+    .headers(error.headers)
+    .header('content-type', 'application/json; charset=utf-8')
+    .header('cache-control', 'no-store')
+    .send(JSON.stringify({ error: error.error, error_description: error.message, trace_id: request.id }));
+}
+
