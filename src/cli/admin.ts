@@ -1,0 +1,176 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../config.js';
+import type { Store } from '../domain/store.js';
+import { Directory, DirectoryError } from '../identity/directory.js';
+import { KeyRing } from '../identity/keys.js';
+import { openStore } from '../server.js';
+
+/**
+ * `countermand tenants|apps|users|keys ...`: manage identities directly in the store (the
+ * embedded file under --data-dir, or PostgreSQL), with or without a running server. Secrets and
+ * passwords are printed once, at creation; only their hashes are kept.
+ */
+
+interface StoreFlags {
+  config?: string;
+  dataDir?: string;
+  databaseUrl?: string;
+  json?: boolean;
+}
+
+const list = (value: string): string[] =>
+  value
+    .split(',')
+    .map((v) => v.trim())
+    .filter(Boolean);
+
+function withStoreOptions(command: Command): Command {
+  return command
+    .option('--config <file>', 'JSON configuration file (COUNTERMAND_CONFIG)')
+    .option('--data-dir <dir>', 'the embedded store (COUNTERMAND_DATA_DIR, default ./data)')
+    .option('--database-url <url>', 'PostgreSQL instead of the embedded store (COUNTERMAND_DATABASE_URL)')
+    .option('--json', 'print JSON');
+}
+
+async function withStore<T>(flags: StoreFlags, work: (store: Store, directory: Directory) => Promise<T>): Promise<T> {
+  const config = loadConfig({ config: flags.config, dataDir: flags.dataDir, databaseUrl: flags.databaseUrl });
+  const store = await openStore(config);
+  try {
+    return await work(store, new Directory(store));
+  } finally {
+    await store.close();
+  }
+}
+
+function print(flags: StoreFlags, value: unknown, human: () => string): void {
+  process.stdout.write(`${flags.json ? JSON.stringify(value, null, 2) : human()}\n`);
+}
+
+export function registerAdminCommands(program: Command): void {
+  const tenants = program.command('tenants').description('manage tenants');
+  withStoreOptions(tenants.command('add').description('create a tenant'))
+    .requiredOption('--name <name>', 'display name')
+    .option('--id <guid>', 'tenant id (default: a new GUID)')
+    .action((flags: StoreFlags & { name: string; id?: string }) =>
+      withStore(flags, async (_store, directory) => {
+        const tenant = await directory.createTenant(flags.name, flags.id);
+        print(flags, tenant, () => `tenant ${tenant.id} (${tenant.name})`);
+      }),
+    );
+  withStoreOptions(tenants.command('list').description('list tenants')).action((flags: StoreFlags) =>
+    withStore(flags, async (store) => {
+      const all = await store.listTenants();
+      print(flags, all, () => all.map((t) => `${t.id}  ${t.name}`).join('\n') || '(no tenants)');
+    }),
+  );
+
+  const apps = program.command('apps').description('manage applications (client credentials)');
+  withStoreOptions(apps.command('add').description('register an application; prints its client secret once'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--name <name>', 'display name (shown as requestor)')
+    .requiredOption('--roles <roles>', 'comma-separated app roles, e.g. Machine.Read.All,Machine.Isolate', list)
+    .option('--client-id <guid>', 'client id (default: a new GUID)')
+    .action((flags: StoreFlags & { tenant: string; name: string; roles: string[]; clientId?: string }) =>
+      withStore(flags, async (_store, directory) => {
+        const { application, secret } = await directory.addApplication(flags.tenant, {
+          displayName: flags.name,
+          roles: flags.roles,
+          ...(flags.clientId ? { clientId: flags.clientId } : {}),
+        });
+        print(
+          flags,
+          { tenantId: application.tenantId, clientId: application.clientId, clientSecret: secret, roles: application.roles },
+          () => `client_id=${application.clientId}\nclient_secret=${secret}\n(the secret is shown only now)`,
+        );
+      }),
+    );
+  withStoreOptions(apps.command('list').description("list a tenant's applications"))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .action((flags: StoreFlags & { tenant: string }) =>
+      withStore(flags, async (store) => {
+        const all = (await store.listApplications(flags.tenant.toLowerCase())).map(({ secretHash: _hidden, ...app }) => app);
+        print(flags, all, () => all.map((a) => `${a.clientId}  ${a.displayName}  [${a.roles.join(', ')}]`).join('\n') || '(none)');
+      }),
+    );
+  withStoreOptions(apps.command('remove').description('delete an application (its tokens stop working)'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--client-id <guid>', 'client id')
+    .action((flags: StoreFlags & { tenant: string; clientId: string }) =>
+      withStore(flags, async (store) => {
+        const removed = await store.deleteApplication(flags.tenant.toLowerCase(), flags.clientId.toLowerCase());
+        if (!removed) throw new DirectoryError(`no application ${flags.clientId} in tenant ${flags.tenant}`);
+        print(flags, { removed: flags.clientId }, () => `removed ${flags.clientId}`);
+      }),
+    );
+  withStoreOptions(apps.command('reset-secret').description('replace the client secret; prints the new one once'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--client-id <guid>', 'client id')
+    .action((flags: StoreFlags & { tenant: string; clientId: string }) =>
+      withStore(flags, async (_store, directory) => {
+        const secret = await directory.resetSecret(flags.tenant, flags.clientId);
+        print(flags, { clientId: flags.clientId, clientSecret: secret }, () => `client_secret=${secret}\n(the secret is shown only now)`);
+      }),
+    );
+
+  const users = program.command('users').description('manage users (delegated tokens, password grant)');
+  withStoreOptions(users.command('add').description('add or update a user; prints a generated password once'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--upn <upn>', 'user principal name, e.g. analyst@contoso.com')
+    .requiredOption('--scopes <scopes>', 'comma-separated delegated scopes, e.g. Machine.Read,Machine.Isolate', list)
+    .requiredOption('--role-permissions <roles>', "comma-separated role permissions, e.g. 'View data,Active remediation actions'", list)
+    .option('--device-groups <ids>', 'comma-separated rbacGroupIds the user may see (default: all)', (v) => list(v).map(Number))
+    .option('--password <password>', 'password (default: generated and printed)')
+    .action(
+      (flags: StoreFlags & { tenant: string; upn: string; scopes: string[]; rolePermissions: string[]; deviceGroups?: number[]; password?: string }) =>
+        withStore(flags, async (_store, directory) => {
+          if (flags.deviceGroups?.some((g) => !Number.isInteger(g))) throw new DirectoryError('--device-groups takes whole numbers');
+          const { user, password } = await directory.addUser(flags.tenant, {
+            upn: flags.upn,
+            scopes: flags.scopes,
+            rolePermissions: flags.rolePermissions,
+            deviceGroups: flags.deviceGroups ?? null,
+            ...(flags.password ? { password: flags.password } : {}),
+          });
+          print(
+            flags,
+            { tenantId: user.tenantId, objectId: user.objectId, upn: user.upn, ...(flags.password ? {} : { password }) },
+            () => `user ${user.upn} (${user.objectId})${flags.password ? '' : `\npassword=${password}\n(the password is shown only now)`}`,
+          );
+        }),
+    );
+  withStoreOptions(users.command('list').description("list a tenant's users"))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .action((flags: StoreFlags & { tenant: string }) =>
+      withStore(flags, async (store) => {
+        const all = (await store.listUsers(flags.tenant.toLowerCase())).map(({ passwordHash: _hidden, ...u }) => u);
+        print(flags, all, () => all.map((u) => `${u.objectId}  ${u.upn}  [${u.scopes.join(', ')}]`).join('\n') || '(none)');
+      }),
+    );
+  withStoreOptions(users.command('remove').description('delete a user'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--upn <upn>', 'user principal name')
+    .action((flags: StoreFlags & { tenant: string; upn: string }) =>
+      withStore(flags, async (store) => {
+        const user = await store.getUserByUpn(flags.tenant.toLowerCase(), flags.upn);
+        if (!user || !(await store.deleteUser(user.tenantId, user.objectId))) throw new DirectoryError(`no user ${flags.upn}`);
+        print(flags, { removed: flags.upn }, () => `removed ${flags.upn}`);
+      }),
+    );
+
+  const keys = program.command('keys').description('token-signing keys');
+  withStoreOptions(keys.command('rotate').description('start signing with a new key; the old one stays valid until its tokens expire'))
+    .action((flags: StoreFlags) =>
+      withStore(flags, async (store) => {
+        const ring = new KeyRing(store);
+        await ring.init();
+        const key = await ring.rotate();
+        print(flags, { kid: key.kid }, () => `signing with ${key.kid}; earlier keys stay published for their tokens' lifetime`);
+      }),
+    );
+  withStoreOptions(keys.command('list').description('list the published keys')).action((flags: StoreFlags) =>
+    withStore(flags, async (store) => {
+      const all = (await store.listSigningKeys()).map((k) => ({ kid: k.kid, alg: k.alg, createdAt: new Date(k.createdAt).toISOString(), retiredAt: k.retiredAt && new Date(k.retiredAt).toISOString() }));
+      print(flags, all, () => all.map((k) => `${k.kid}  ${k.alg}  created ${k.createdAt}${k.retiredAt ? `  retired ${k.retiredAt}` : '  (signing)'}`).join('\n') || '(none)');
+    }),
+  );
+}
