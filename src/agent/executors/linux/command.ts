@@ -1,0 +1,181 @@
+import { spawn } from 'node:child_process';
+import { StringDecoder } from 'node:string_decoder';
+
+/**
+ * Runs one external program: argument array (never a shell), bounded output, a timeout, and
+ * cancellation through an AbortSignal. Every program the Linux executor starts goes through here.
+ */
+
+export interface RunOptions {
+  /** Kill the program (SIGKILL) after this long. */
+  timeoutMs: number;
+  /** Aborting kills the program (SIGTERM, then SIGKILL after 2 s). */
+  signal?: AbortSignal;
+  /** Written to the program's stdin, which is then closed. Without it stdin is /dev/null. */
+  input?: string;
+  /** Keep at most this many bytes of stdout and of stderr (the rest is counted, not kept). */
+  maxOutputBytes?: number;
+  /** Called with each complete stdout line as it arrives (lines longer than 64 KiB are cut). */
+  onStdoutLine?: (line: string) => void;
+}
+
+export interface RunResult {
+  /** Exit code, or null when the program was killed by a signal. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** True when stdout or stderr was longer than maxOutputBytes. */
+  truncated: boolean;
+}
+
+export type CommandFailureKind = 'notFound' | 'timeout' | 'aborted' | 'spawn' | 'exit';
+
+/** A program that could not be run, or did not end the way its caller needed. */
+export class CommandError extends Error {
+  constructor(
+    readonly kind: CommandFailureKind,
+    readonly command: string,
+    message: string,
+    readonly result?: RunResult,
+  ) {
+    super(message);
+    this.name = 'CommandError';
+  }
+}
+
+export const DEFAULT_MAX_OUTPUT = 1024 * 1024;
+const MAX_LINE = 64 * 1024;
+const TERM_GRACE_MS = 2000;
+
+/** Runs `file` with `args`; resolves with its exit status whatever it is (see runChecked). */
+export function runCommand(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
+  const max = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
+  return new Promise<RunResult>((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(new CommandError('aborted', file, `${file} not started: the action was cancelled`));
+      return;
+    }
+    let child;
+    try {
+      child = spawn(file, [...args], {
+        shell: false,
+        stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+        env: { ...process.env, LC_ALL: 'C' },
+      });
+    } catch (err) {
+      reject(new CommandError('spawn', file, `${file} could not be started: ${(err as Error).message}`));
+      return;
+    }
+
+    let stdout = '';
+    let stderr = '';
+    let stdoutBytes = 0;
+    let stderrBytes = 0;
+    let truncated = false;
+    let pendingLine = '';
+    const lineDecoder = new StringDecoder('utf8'); // a character split across chunks stays whole
+    let failure: CommandError | null = null;
+    let settled = false;
+    let termTimer: NodeJS.Timeout | undefined;
+
+    const kill = (sig: NodeJS.Signals) => {
+      try {
+        child.kill(sig);
+      } catch {
+        /* already gone */
+      }
+    };
+    const timer = setTimeout(() => {
+      failure ??= new CommandError('timeout', file, `${file} timed out after ${options.timeoutMs} ms`);
+      kill('SIGKILL');
+    }, options.timeoutMs);
+    const onAbort = () => {
+      failure ??= new CommandError('aborted', file, `${file} stopped: the action was cancelled`);
+      kill('SIGTERM');
+      termTimer = setTimeout(() => kill('SIGKILL'), TERM_GRACE_MS);
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const cleanup = () => {
+      clearTimeout(timer);
+      if (termTimer) clearTimeout(termTimer);
+      options.signal?.removeEventListener('abort', onAbort);
+    };
+
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (stdoutBytes < max) stdout += chunk.subarray(0, max - stdoutBytes).toString('utf8');
+      else truncated = true;
+      if (stdoutBytes + chunk.length > max) truncated = true;
+      stdoutBytes += chunk.length;
+      if (options.onStdoutLine) {
+        pendingLine += lineDecoder.write(chunk);
+        let nl: number;
+        while ((nl = pendingLine.indexOf('\n')) >= 0) {
+          options.onStdoutLine(pendingLine.slice(0, nl));
+          pendingLine = pendingLine.slice(nl + 1);
+        }
+        if (pendingLine.length > MAX_LINE) pendingLine = pendingLine.slice(0, MAX_LINE);
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      if (stderrBytes < max) stderr += chunk.subarray(0, max - stderrBytes).toString('utf8');
+      else truncated = true;
+      if (stderrBytes + chunk.length > max) truncated = true;
+      stderrBytes += chunk.length;
+    });
+    if (options.input !== undefined) {
+      child.stdin!.on('error', () => {
+        /* the program exited without reading everything; its exit status tells the story */
+      });
+      child.stdin!.end(options.input);
+    }
+
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      if (err.code === 'ENOENT') reject(new CommandError('notFound', file, `${file} not found (is it installed and on PATH?)`));
+      else if (err.code === 'EACCES') reject(new CommandError('spawn', file, `${file} could not be executed: permission denied`));
+      else reject(new CommandError('spawn', file, `${file} could not be started: ${err.message}`));
+    });
+    child.on('close', (code, sig) => {
+      if (settled) return;
+      settled = true;
+      cleanup();
+      if (options.onStdoutLine) {
+        pendingLine += lineDecoder.end();
+        if (pendingLine) options.onStdoutLine(pendingLine);
+      }
+      const result: RunResult = { code, signal: sig, stdout, stderr, truncated };
+      if (failure) {
+        reject(new CommandError(failure.kind, file, failure.message, result));
+        return;
+      }
+      resolve(result);
+    });
+  });
+}
+
+/** Like runCommand, but an exit code outside `okCodes` (default [0]) is a CommandError('exit'). */
+export async function runChecked(
+  file: string,
+  args: readonly string[],
+  options: RunOptions & { okCodes?: number[] },
+): Promise<RunResult> {
+  const result = await runCommand(file, args, options);
+  const ok = options.okCodes ?? [0];
+  if (result.code === null || !ok.includes(result.code)) {
+    const how = result.code === null ? `was killed by ${result.signal}` : `exited with ${result.code}`;
+    const why = lastLines(result.stderr) || lastLines(result.stdout);
+    throw new CommandError('exit', file, `${[file, ...args.slice(0, 6)].join(' ')} ${how}${why ? `: ${why}` : ''}`, result);
+  }
+  return result;
+}
+
+/** The tail of some program output, short enough for troubleshootInfo. */
+export function lastLines(text: string, maxChars = 500): string {
+  const trimmed = text.trim();
+  if (trimmed.length <= maxChars) return trimmed;
+  return `...${trimmed.slice(trimmed.length - maxChars)}`;
+}
