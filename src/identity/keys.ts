@@ -11,8 +11,8 @@ export const KEY_REFRESH_MS = 60_000;
  * it until its next refresh, and such a token lives its lifetime plus the verifier's skew.
  */
 const RETIRED_KEY_GRACE_MS = (TOKEN_LIFETIME_SECONDS + CLOCK_SKEW_SECONDS) * 1000 + 2 * KEY_REFRESH_MS;
-/** How often an unknown `kid` may make the ring re-read the store (another node may have rotated). */
-const RELOAD_THROTTLE_MS = 1_000;
+/** How long a `kid` found unknown after a re-read stays unknown without another re-read. */
+const UNKNOWN_KID_MEMORY_MS = 1_000;
 
 /** A key as jose uses it (a WebCrypto key). */
 export type VerificationKey = Awaited<ReturnType<typeof importJWK>>;
@@ -44,7 +44,8 @@ export async function newSigningKey(now: number): Promise<SigningKey> {
  */
 export class KeyRing {
   private keys: LoadedKey[] = [];
-  private lastLoad = 0;
+  private reloading: Promise<void> | undefined;
+  private readonly unknown = new Map<string, number>();
 
   constructor(
     private readonly store: Store,
@@ -70,7 +71,12 @@ export class KeyRing {
         privateKey: record.retiredAt === null ? await importPKCS8(record.privatePem, record.alg) : null,
       })),
     );
-    this.lastLoad = this.now();
+  }
+
+  /** One re-read at a time: concurrent callers share it. */
+  private refresh(): Promise<void> {
+    this.reloading ??= this.reload().finally(() => (this.reloading = undefined));
+    return this.reloading;
   }
 
   /** Adds a new signing key and retires the others (they stay valid for their tokens' lifetime). */
@@ -90,13 +96,22 @@ export class KeyRing {
     return { kid: active.record.kid, key: active.privateKey };
   }
 
-  /** The public key for a `kid`, re-reading the store (at most once a second) when unknown. */
+  /**
+   * The public key for a `kid`. An unknown one makes the ring re-read the store (another node may
+   * have created or rotated a key); a kid still unknown after that is not looked up again for a
+   * second, so repeating a bogus kid costs no store reads.
+   */
   async verificationKey(kid: string | undefined): Promise<VerificationKey | null> {
     if (!kid) return null;
     let found = this.keys.find((k) => k.record.kid === kid);
-    if (!found && this.now() - this.lastLoad > RELOAD_THROTTLE_MS) {
-      await this.reload();
+    const knownMissing = this.unknown.get(kid);
+    if (!found && (knownMissing === undefined || this.now() - knownMissing > UNKNOWN_KID_MEMORY_MS)) {
+      await this.refresh();
       found = this.keys.find((k) => k.record.kid === kid);
+      if (!found) {
+        if (this.unknown.size > 1000) this.unknown.clear();
+        this.unknown.set(kid, this.now());
+      }
     }
     return found?.publicKey ?? null;
   }
