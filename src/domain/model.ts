@@ -177,3 +177,29 @@ export interface SigningKey {
   /** When it stopped signing; null for the active key. */
   retiredAt: number | null;
 }
+
+/**
+ * A tenant's enrollment secret. Agents present `<id>.<secret>`; the id finds the record, the
+ * secret is checked against its hash.
+ */
+export interface EnrollmentSecret {
+  id: string;
+  tenantId: string;
+  /** What it is for (e.g. 'demo-fleet', 'default'); one secret per label. */
+  label: string;
+  secretHash: string;
+  /** The device group machines enrolled with it join. */
+  rbacGroupId: number | null;
+  rbacGroupName: string | null;
+  createdAt: number;
+}
+
+/** The credential an enrolled agent uses: good for its one machine, and for nothing on /api. */
+export interface AgentCredential {
+  /** SHA-256 of the token (the token itself is 256 random bits, so a fast hash suffices). */
+  tokenHash: string;
+  tenantId: string;
+  machineId: string;
+  createdAt: number;
+  revokedAt: number | null;
+}

@@ -3,7 +3,10 @@ import type {
   ActionEvent,
   ActionEventKind,
   ActionStatus,
+  ActionType,
+  AgentCredential,
   Application,
+  EnrollmentSecret,
   Machine,
   MachineAction,
   SigningKey,
@@ -62,6 +65,39 @@ export interface Store {
    */
   transitionAction(change: Transition): Promise<MachineAction | null>;
   listEvents(tenantId: string, actionId: string): Promise<ActionEvent[]>;
+  /** Appends a history event without changing the action (e.g. a report after it was final). */
+  appendEvent(tenantId: string, actionId: string, kind: ActionEventKind, event: EventInput): Promise<void>;
+
+  /** Pending and InProgress actions of one machine, oldest first. */
+  listActiveActionsForMachine(tenantId: string, machineId: string): Promise<MachineAction[]>;
+  /** The named actions, if they belong to that machine. */
+  getActionsOfMachine(tenantId: string, machineId: string, ids: readonly string[]): Promise<MachineAction[]>;
+  /** Pending actions created before `before`, or InProgress ones of `types` started before it; oldest first. */
+  listOverdueActions(overdue: Overdue, limit: number): Promise<MachineAction[]>;
+
+  upsertEnrollmentSecret(secret: EnrollmentSecret): Promise<void>;
+  getEnrollmentSecret(id: string): Promise<EnrollmentSecret | null>;
+  listEnrollmentSecrets(tenantId: string): Promise<EnrollmentSecret[]>;
+  /** Removes the tenant's secrets with that label (a new one replaces them). */
+  deleteEnrollmentSecrets(tenantId: string, label: string): Promise<void>;
+
+  insertAgentCredential(credential: AgentCredential): Promise<void>;
+  findAgentCredential(tokenHash: string): Promise<AgentCredential | null>;
+  revokeAgentCredentials(tenantId: string, machineId: string, at: number): Promise<void>;
+  /** A check-in: lastSeen, Active, and what the agent says of itself. */
+  recordCheckin(tenantId: string, machineId: string, at: number, info: CheckinInfo): Promise<void>;
+  /** Active machines not seen since `seenBefore` become Inactive; returns how many. */
+  markInactiveMachines(seenBefore: number): Promise<number>;
+}
+
+export type Overdue =
+  | { status: 'Pending'; before: number }
+  | { status: 'InProgress'; types: readonly ActionType[]; before: number };
+
+export interface CheckinInfo {
+  agentVersion?: string | undefined;
+  lastIpAddress?: string | undefined;
+  ipAddresses?: Machine['ipAddresses'] | undefined;
 }
 
 export type InsertOutcome = 'inserted' | 'conflict' | 'limit';

@@ -294,6 +294,53 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       expect(await store.insertAction(newAction(tenantId, machine, { conflictKey: 'other' }), { at: 1, actor: 'a', comment: null }, 2)).toBe('inserted');
     });
 
+    it('serves agents: enrollment secrets, credentials, check-ins, active and overdue actions', async () => {
+      const { tenantId, machine } = await tenantWithMachine({ healthStatus: 'Inactive', lastSeen: 1 });
+      const secret = { id: `e-${randomUUID()}`, tenantId, label: 'default', secretHash: 'h', rbacGroupId: 3, rbacGroupName: 'g3', createdAt: 1 };
+      await store.upsertEnrollmentSecret(secret);
+      expect(await store.getEnrollmentSecret(secret.id)).toEqual(secret);
+      expect(await store.listEnrollmentSecrets(tenantId)).toEqual([secret]);
+      await store.deleteEnrollmentSecrets(tenantId, 'default');
+      expect(await store.getEnrollmentSecret(secret.id)).toBeNull();
+
+      const credential = { tokenHash: `t-${randomUUID()}`, tenantId, machineId: machine.id, createdAt: 1, revokedAt: null };
+      await store.insertAgentCredential(credential);
+      expect(await store.findAgentCredential(credential.tokenHash)).toEqual(credential);
+      await store.revokeAgentCredentials(tenantId, machine.id, 9);
+      expect((await store.findAgentCredential(credential.tokenHash))?.revokedAt).toBe(9);
+
+      await store.recordCheckin(tenantId, machine.id, 50, { agentVersion: '9.9', lastIpAddress: '10.9.9.9' });
+      let seen = await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false });
+      expect(seen).toMatchObject({ lastSeen: 50, healthStatus: 'Active', agentVersion: '9.9', lastIpAddress: '10.9.9.9', osPlatform: 'Linux' });
+      await store.markInactiveMachines(40); // other tenants' old machines may change; this one is newer
+      seen = await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false });
+      expect(seen?.healthStatus).toBe('Active');
+      expect(await store.markInactiveMachines(51)).toBeGreaterThanOrEqual(1);
+      seen = await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false });
+      expect(seen?.healthStatus).toBe('Inactive');
+
+      const pending = newAction(tenantId, machine, { creationDateTimeUtc: 10, conflictKey: 'p' });
+      const running = newAction(tenantId, machine, { creationDateTimeUtc: 20, conflictKey: 'r', type: 'RunAntiVirusScan' });
+      const done = newAction(tenantId, machine, { creationDateTimeUtc: 30, conflictKey: 'd' });
+      for (const a of [pending, running, done]) await store.insertAction(a, { at: 1, actor: 'a', comment: null });
+      await store.transitionAction({ tenantId, actionId: running.id, from: ['Pending'], to: 'InProgress', patch: { startedAt: 25 }, event: { at: 25, actor: 'm', comment: null } });
+      await store.transitionAction({ tenantId, actionId: done.id, from: ['Pending'], to: 'Cancelled', patch: {}, event: { at: 31, actor: 'u', comment: null } });
+      expect((await store.listActiveActionsForMachine(tenantId, machine.id)).map((a) => a.id)).toEqual([pending.id, running.id]);
+      expect((await store.getActionsOfMachine(tenantId, machine.id, [done.id, randomUUID()])).map((a) => a.status)).toEqual(['Cancelled']);
+      expect(await store.getActionsOfMachine(tenantId, 'f'.repeat(40), [done.id])).toEqual([]);
+      const overduePending = await store.listOverdueActions({ status: 'Pending', before: 15 }, 100);
+      expect(overduePending.map((a) => a.id)).toContain(pending.id);
+      expect(overduePending.map((a) => a.id)).not.toContain(running.id);
+      expect((await store.listOverdueActions({ status: 'InProgress', types: ['RunAntiVirusScan'], before: 26 }, 100)).map((a) => a.id)).toContain(running.id);
+      expect((await store.listOverdueActions({ status: 'InProgress', types: ['Isolate'], before: 26 }, 100)).map((a) => a.id)).not.toContain(running.id);
+      expect((await store.listOverdueActions({ status: 'InProgress', types: ['RunAntiVirusScan'], before: 24 }, 100)).map((a) => a.id)).not.toContain(running.id);
+
+      await store.appendEvent(tenantId, done.id, 'late-report', { at: 40, actor: 'm', comment: 'late', detail: { reportId: 'r1' } });
+      const history = await store.listEvents(tenantId, done.id);
+      expect(history.at(-1)).toMatchObject({ kind: 'late-report', fromStatus: 'Cancelled', toStatus: 'Cancelled', detail: { reportId: 'r1' } });
+      expect((await store.getAction(tenantId, done.id))?.lastUpdateDateTimeUtc).toBe(31);
+    });
+
     it('tenants are upserted', async () => {
       const id = randomUUID();
       await store.upsertTenant({ id, name: 'one' });

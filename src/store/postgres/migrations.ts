@@ -139,4 +139,31 @@ CREATE TABLE rate_limits (
 );
 `,
   },
+  {
+    version: 3,
+    name: 'agents',
+    sql: `
+CREATE TABLE enrollment_secrets (
+  id TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  label TEXT NOT NULL,
+  secret_hash TEXT NOT NULL,
+  rbac_group_id BIGINT,
+  rbac_group_name TEXT,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX enrollment_secrets_by_tenant ON enrollment_secrets (tenant_id, label);
+
+CREATE TABLE agent_credentials (
+  token_hash TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL,
+  machine_id TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  revoked_at BIGINT,
+  FOREIGN KEY (tenant_id, machine_id) REFERENCES machines (tenant_id, id)
+);
+CREATE INDEX agent_credentials_by_machine ON agent_credentials (tenant_id, machine_id);
+CREATE INDEX machines_by_health ON machines (health_status, last_seen);
+`,
+  },
 ];

@@ -1,7 +1,17 @@
 import pg from 'pg';
-import type { ActionEvent, Application, Machine, MachineAction, SigningKey, Tenant, User } from '../../domain/model.js';
+import type {
+  ActionEvent,
+  AgentCredential,
+  Application,
+  EnrollmentSecret,
+  Machine,
+  MachineAction,
+  SigningKey,
+  Tenant,
+  User,
+} from '../../domain/model.js';
 import { MACHINE_ACTION_SET, MACHINE_SET } from '../../domain/query-sets.js';
-import type { EventInput, InsertOutcome, ListQuery, Page, Store, Transition } from '../../domain/store.js';
+import type { CheckinInfo, EventInput, Overdue, InsertOutcome, ListQuery, Page, Store, Transition } from '../../domain/store.js';
 import type { EntitySetDef } from '../../odata/index.js';
 import {
   ACTION_LIST,
@@ -28,6 +38,19 @@ import {
   RETIRE_SIGNING_KEYS,
   PRUNE_SIGNING_KEYS,
   SELECT_SIGNING_KEYS,
+  SELECT_ACTIVE_FOR_MACHINE,
+  selectActionsOfMachine,
+  overdueSql,
+  UPSERT_ENROLLMENT_SECRET,
+  SELECT_ENROLLMENT_SECRET,
+  SELECT_ENROLLMENT_SECRETS,
+  DELETE_ENROLLMENT_SECRETS,
+  INSERT_AGENT_CREDENTIAL,
+  SELECT_AGENT_CREDENTIAL,
+  REVOKE_AGENT_CREDENTIALS,
+  recordCheckinSql,
+  checkinParams,
+  MARK_INACTIVE,
   listSql,
   selectMachine,
   type Sql,
@@ -46,6 +69,10 @@ import {
   rowToUser,
   signingKeyParams,
   rowToSigningKey,
+  enrollmentSecretParams,
+  rowToEnrollmentSecret,
+  agentCredentialParams,
+  rowToAgentCredential,
   type Row,
 } from '../sql/rows.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
@@ -289,6 +316,64 @@ export class PostgresStore implements Store {
 
   async listEvents(tenantId: string, actionId: string): Promise<ActionEvent[]> {
     return (await this.query(SELECT_EVENTS, [tenantId, actionId])).map(rowToEvent);
+  }
+
+  appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kind'], event: EventInput): Promise<void> {
+    return this.tx(async (c) => {
+      const [row] = await this.query(SELECT_ACTION_STATUS, [tenantId, actionId], c);
+      if (!row) return;
+      await this.insertEvent(c, tenantId, actionId, kind, String(row.status), String(row.status), event);
+    });
+  }
+
+  async listActiveActionsForMachine(tenantId: string, machineId: string): Promise<MachineAction[]> {
+    return (await this.query(SELECT_ACTIVE_FOR_MACHINE, [tenantId, machineId])).map(rowToAction);
+  }
+
+  async getActionsOfMachine(tenantId: string, machineId: string, ids: readonly string[]): Promise<MachineAction[]> {
+    if (ids.length === 0) return [];
+    return (await this.query(selectActionsOfMachine(ids.length), [tenantId, machineId, ...ids])).map(rowToAction);
+  }
+
+  async listOverdueActions(overdue: Overdue, limit: number): Promise<MachineAction[]> {
+    const q = overdueSql(overdue, limit);
+    return (await this.query(q.sql, q.params)).map(rowToAction);
+  }
+
+  async upsertEnrollmentSecret(secret: EnrollmentSecret): Promise<void> {
+    await this.exec(UPSERT_ENROLLMENT_SECRET, enrollmentSecretParams(secret));
+  }
+
+  getEnrollmentSecret(id: string): Promise<EnrollmentSecret | null> {
+    return this.one(SELECT_ENROLLMENT_SECRET, [id], rowToEnrollmentSecret);
+  }
+
+  async listEnrollmentSecrets(tenantId: string): Promise<EnrollmentSecret[]> {
+    return (await this.query(SELECT_ENROLLMENT_SECRETS, [tenantId])).map(rowToEnrollmentSecret);
+  }
+
+  async deleteEnrollmentSecrets(tenantId: string, label: string): Promise<void> {
+    await this.exec(DELETE_ENROLLMENT_SECRETS, [tenantId, label]);
+  }
+
+  async insertAgentCredential(credential: AgentCredential): Promise<void> {
+    await this.exec(INSERT_AGENT_CREDENTIAL, agentCredentialParams(credential));
+  }
+
+  findAgentCredential(tokenHash: string): Promise<AgentCredential | null> {
+    return this.one(SELECT_AGENT_CREDENTIAL, [tokenHash], rowToAgentCredential);
+  }
+
+  async revokeAgentCredentials(tenantId: string, machineId: string, at: number): Promise<void> {
+    await this.exec(REVOKE_AGENT_CREDENTIALS, [at, tenantId, machineId]);
+  }
+
+  async recordCheckin(tenantId: string, machineId: string, at: number, info: CheckinInfo): Promise<void> {
+    await this.exec(recordCheckinSql(info), checkinParams(tenantId, machineId, at, info));
+  }
+
+  markInactiveMachines(seenBefore: number): Promise<number> {
+    return this.exec(MARK_INACTIVE, [seenBefore]);
   }
 
   private async page<T>(q: { page: Sql; count: Sql }, query: ListQuery, map: (r: Row) => T): Promise<Page<T>> {

@@ -1,8 +1,10 @@
 import { compileFilter, compileOrderBy, type EntitySetDef } from '../../odata/index.js';
-import type { ListQuery } from '../../domain/store.js';
+import type { CheckinInfo, ListQuery, Overdue } from '../../domain/store.js';
 import {
   ACTION_COLUMNS,
+  AGENT_CREDENTIAL_COLUMNS,
   APPLICATION_COLUMNS,
+  ENROLLMENT_SECRET_COLUMNS,
   MACHINE_COLUMNS,
   SIGNING_KEY_COLUMNS,
   USER_COLUMNS,
@@ -117,3 +119,56 @@ export const INSERT_SIGNING_KEY = `INSERT INTO signing_keys (${SIGNING_KEY_COLUM
 export const RETIRE_SIGNING_KEYS = 'UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND kid <> ?';
 export const PRUNE_SIGNING_KEYS = 'DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?';
 export const SELECT_SIGNING_KEYS = 'SELECT * FROM signing_keys ORDER BY created_at DESC, kid';
+
+export const SELECT_ACTIVE_FOR_MACHINE = `SELECT a.* FROM machine_actions a
+  WHERE a.tenant_id = ? AND a.machine_id = ? AND a.status IN ('Pending', 'InProgress') ORDER BY a.seq`;
+
+export function selectActionsOfMachine(count: number): string {
+  return `SELECT a.* FROM machine_actions a WHERE a.tenant_id = ? AND a.machine_id = ? AND a.id IN (${placeholders(count)})`;
+}
+
+export function overdueSql(overdue: Overdue, limit: number): Sql {
+  if (overdue.status === 'Pending') {
+    return {
+      sql: "SELECT a.* FROM machine_actions a WHERE a.status = 'Pending' AND a.created_at < ? ORDER BY a.created_at LIMIT ?",
+      params: [overdue.before, limit],
+    };
+  }
+  return {
+    sql: `SELECT a.* FROM machine_actions a WHERE a.status = 'InProgress' AND a.type IN (${placeholders(overdue.types.length)})
+      AND a.started_at < ? ORDER BY a.started_at LIMIT ?`,
+    params: [...overdue.types, overdue.before, limit],
+  };
+}
+
+export const UPSERT_ENROLLMENT_SECRET = upsert('enrollment_secrets', ENROLLMENT_SECRET_COLUMNS, ['id']);
+export const SELECT_ENROLLMENT_SECRET = 'SELECT * FROM enrollment_secrets WHERE id = ?';
+export const SELECT_ENROLLMENT_SECRETS = 'SELECT * FROM enrollment_secrets WHERE tenant_id = ? ORDER BY created_at';
+export const DELETE_ENROLLMENT_SECRETS = 'DELETE FROM enrollment_secrets WHERE tenant_id = ? AND label = ?';
+
+export const INSERT_AGENT_CREDENTIAL = `INSERT INTO agent_credentials (${AGENT_CREDENTIAL_COLUMNS.join(', ')})
+  VALUES (${placeholders(AGENT_CREDENTIAL_COLUMNS.length)})`;
+export const SELECT_AGENT_CREDENTIAL = 'SELECT * FROM agent_credentials WHERE token_hash = ?';
+export const REVOKE_AGENT_CREDENTIALS =
+  'UPDATE agent_credentials SET revoked_at = ? WHERE tenant_id = ? AND machine_id = ? AND revoked_at IS NULL';
+
+/** recordCheckinSql's parameters, in its order. */
+export function checkinParams(tenantId: string, machineId: string, at: number, info: CheckinInfo): unknown[] {
+  const params: unknown[] = [at];
+  if (info.agentVersion !== undefined) params.push(info.agentVersion);
+  if (info.lastIpAddress !== undefined) params.push(info.lastIpAddress);
+  if (info.ipAddresses !== undefined) params.push(JSON.stringify(info.ipAddresses));
+  params.push(tenantId, machineId);
+  return params;
+}
+
+export function recordCheckinSql(info: CheckinInfo): string {
+  const sets = ["last_seen = ?", "health_status = 'Active'"];
+  if (info.agentVersion !== undefined) sets.push('agent_version = ?');
+  if (info.lastIpAddress !== undefined) sets.push('last_ip_address = ?');
+  if (info.ipAddresses !== undefined) sets.push('ip_addresses = ?');
+  return `UPDATE machines SET ${sets.join(', ')} WHERE tenant_id = ? AND id = ?`;
+}
+
+export const MARK_INACTIVE = `UPDATE machines SET health_status = 'Inactive'
+  WHERE health_status = 'Active' AND last_seen < ?`;

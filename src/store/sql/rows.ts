@@ -1,4 +1,13 @@
-import type { ActionEvent, Application, Machine, MachineAction, SigningKey, User } from '../../domain/model.js';
+import type {
+  ActionEvent,
+  AgentCredential,
+  Application,
+  EnrollmentSecret,
+  Machine,
+  MachineAction,
+  SigningKey,
+  User,
+} from '../../domain/model.js';
 import type { TransitionPatch } from '../../domain/store.js';
 
 /**
@@ -295,5 +304,39 @@ export function rowToSigningKey(r: Row): SigningKey {
     publicJwk: JSON.parse(String(r.public_jwk)),
     createdAt: num(r.created_at),
     retiredAt: numOrNull(r.retired_at),
+  };
+}
+
+export const ENROLLMENT_SECRET_COLUMNS = ['id', 'tenant_id', 'label', 'secret_hash', 'rbac_group_id', 'rbac_group_name', 'created_at'] as const;
+
+export function enrollmentSecretParams(e: EnrollmentSecret): unknown[] {
+  return [e.id, e.tenantId, e.label, e.secretHash, e.rbacGroupId, e.rbacGroupName, e.createdAt];
+}
+
+export function rowToEnrollmentSecret(r: Row): EnrollmentSecret {
+  return {
+    id: String(r.id),
+    tenantId: String(r.tenant_id),
+    label: String(r.label),
+    secretHash: String(r.secret_hash),
+    rbacGroupId: numOrNull(r.rbac_group_id),
+    rbacGroupName: strOrNull(r.rbac_group_name),
+    createdAt: num(r.created_at),
+  };
+}
+
+export const AGENT_CREDENTIAL_COLUMNS = ['token_hash', 'tenant_id', 'machine_id', 'created_at', 'revoked_at'] as const;
+
+export function agentCredentialParams(c: AgentCredential): unknown[] {
+  return [c.tokenHash, c.tenantId, c.machineId, c.createdAt, c.revokedAt];
+}
+
+export function rowToAgentCredential(r: Row): AgentCredential {
+  return {
+    tokenHash: String(r.token_hash),
+    tenantId: String(r.tenant_id),
+    machineId: String(r.machine_id),
+    createdAt: num(r.created_at),
+    revokedAt: numOrNull(r.revoked_at),
   };
 }
