@@ -40,6 +40,25 @@ export const ServerConfigSchema = Type.Object({
   rateLimitScale: Type.Number({ exclusiveMinimum: 0 }),
   /** Multiplies every rate-limit window's length (tests shorten the minute). */
   rateLimitWindowScale: Type.Number({ exclusiveMinimum: 0 }),
+  /** How long an agent's check-in waits for work before answering empty (jittered ±10%). */
+  agentPollSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 300 }),
+  /** An action not picked up within this becomes TimeOut (contract §4: 3 days). */
+  deliveryWindowSeconds: Type.Number({ exclusiveMinimum: 0 }),
+  /** When set, every action type's execution deadline; else each type's own (docs/api-decisions.md). */
+  executionDeadlineSeconds: Type.Union([Type.Number({ exclusiveMinimum: 0 }), Type.Null()]),
+  /** A machine silent this long becomes Inactive (MDE: 7 days). */
+  inactiveAfterSeconds: Type.Number({ exclusiveMinimum: 0 }),
+  /** How often the sweeper looks for overdue actions and silent machines. */
+  sweepIntervalSeconds: Type.Number({ exclusiveMinimum: 0 }),
+  /** Simulated agents started with the server (0: none). */
+  demoFleetSize: Type.Integer({ minimum: 0, maximum: 100000 }),
+  /** The tenant the demo fleet joins; default the demo tenant, else the first tenant. */
+  demoFleetTenant: Type.Union([Type.String({ pattern: '^[0-9a-fA-F-]{36}$' }), Type.Null()]),
+  /** How the demo fleet's simulated actions behave, per action type (docs/agents.md). */
+  demoFleetSimulation: Type.Record(Type.String(), Type.Unknown()),
+  /** PEM files to serve HTTPS with. */
+  tlsCertFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+  tlsKeyFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
 });
 export type ServerConfig = Static<typeof ServerConfigSchema>;
 
@@ -59,6 +78,16 @@ export const DEFAULT_CONFIG: ServerConfig = {
   rateLimitsEnabled: true,
   rateLimitScale: 1,
   rateLimitWindowScale: 1,
+  agentPollSeconds: 25,
+  deliveryWindowSeconds: 3 * 24 * 3600,
+  executionDeadlineSeconds: null,
+  inactiveAfterSeconds: 7 * 24 * 3600,
+  sweepIntervalSeconds: 30,
+  demoFleetSize: 3,
+  demoFleetTenant: null,
+  demoFleetSimulation: {},
+  tlsCertFile: null,
+  tlsKeyFile: null,
 };
 
 /** Environment variable of each setting. */
@@ -78,6 +107,16 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   rateLimitsEnabled: 'COUNTERMAND_RATE_LIMITS_ENABLED',
   rateLimitScale: 'COUNTERMAND_RATE_LIMIT_SCALE',
   rateLimitWindowScale: 'COUNTERMAND_RATE_LIMIT_WINDOW_SCALE',
+  agentPollSeconds: 'COUNTERMAND_AGENT_POLL_SECONDS',
+  deliveryWindowSeconds: 'COUNTERMAND_DELIVERY_WINDOW_SECONDS',
+  executionDeadlineSeconds: 'COUNTERMAND_EXECUTION_DEADLINE_SECONDS',
+  inactiveAfterSeconds: 'COUNTERMAND_INACTIVE_AFTER_SECONDS',
+  sweepIntervalSeconds: 'COUNTERMAND_SWEEP_INTERVAL_SECONDS',
+  demoFleetSize: 'COUNTERMAND_DEMO_FLEET',
+  demoFleetTenant: 'COUNTERMAND_DEMO_FLEET_TENANT',
+  demoFleetSimulation: 'COUNTERMAND_DEMO_FLEET_SIMULATION',
+  tlsCertFile: 'COUNTERMAND_TLS_CERT',
+  tlsKeyFile: 'COUNTERMAND_TLS_KEY',
 };
 
 export class ConfigError extends Error {
@@ -88,7 +127,7 @@ export class ConfigError extends Error {
 function fromString(key: keyof ServerConfig, raw: string): unknown {
   const sample = DEFAULT_CONFIG[key];
   if (typeof sample === 'number') return raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
-  if (Array.isArray(sample)) {
+  if (typeof sample === 'object' && sample !== null) {
     try {
       return JSON.parse(raw);
     } catch {
@@ -135,6 +174,9 @@ export function loadConfig(
     throw new ConfigError(
       `invalid setting ${path}${ENV[key] ? ` (${ENV[key]})` : ''}: ${first?.message ?? 'invalid'}`,
     );
+  }
+  if ((merged.tlsCertFile === null) !== (merged.tlsKeyFile === null)) {
+    throw new ConfigError('TLS needs both tlsCertFile and tlsKeyFile (COUNTERMAND_TLS_CERT, COUNTERMAND_TLS_KEY)');
   }
   return merged as ServerConfig;
 }

@@ -1,9 +1,11 @@
 import type { Directory } from './identity/directory.js';
 import type { Store } from './domain/store.js';
-import { fixtureMachine } from './fixtures.js';
 import { KNOWN_APP_ROLES } from './domain/permissions.js';
 
-/** What a first start without fixtures creates: one tenant, an application, a few machines. */
+/**
+ * What a first start without fixtures creates: one tenant and an application; the demo fleet of
+ * simulated agents then enrolls its machines.
+ */
 export const DEMO_TENANT_ID = '6c0f4b1e-0d5a-4c3e-9a59-5d1f2a7c0001';
 export const DEMO_CLIENT_ID = '6c0f4b1e-0d5a-4c3e-9a59-5d1f2a7c0a01';
 
@@ -17,26 +19,9 @@ export interface DemoCredentials {
  * Creates the demo tenant on an empty store and returns its freshly generated credentials (shown
  * once; only a hash is kept). Returns null when the store already holds a tenant.
  */
-export async function seedDemo(store: Store, directory: Directory, now: number): Promise<DemoCredentials | null> {
+export async function seedDemo(store: Store, directory: Directory): Promise<DemoCredentials | null> {
   if ((await store.listTenants()).length > 0) return null;
   await directory.createTenant('Countermand Demo', DEMO_TENANT_ID);
-  for (const [i, name] of ['web-01', 'web-02', 'db-01'].entries()) {
-    await store.upsertMachine(
-      fixtureMachine(
-        DEMO_TENANT_ID,
-        {
-          computerDnsName: `${name}.demo.countermand.local`,
-          osPlatform: 'Linux',
-          osVersion: 'Debian 12',
-          version: '12',
-          rbacGroupId: 1,
-          rbacGroupName: 'Servers',
-          ipAddresses: [{ ipAddress: `10.0.0.${11 + i}`, type: 'Ethernet', operationalStatus: 'Up' }],
-        },
-        now,
-      ),
-    );
-  }
   const { secret } = await directory.addApplication(DEMO_TENANT_ID, {
     clientId: DEMO_CLIENT_ID,
     displayName: 'Countermand Demo App',

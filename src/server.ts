@@ -1,11 +1,19 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { SimulatedFleet } from './agent/fleet.js';
+import { parseSimulation } from './agent/executors/simulated.js';
 import { buildApp } from './api/app.js';
 import type { ApiContext } from './api/operation.js';
-import type { ServerConfig } from './config.js';
-import { seedDemo, type DemoCredentials } from './demo.js';
+import { ConfigError, type ServerConfig } from './config.js';
+import { DEMO_TENANT_ID, seedDemo, type DemoCredentials } from './demo.js';
+import { createEnrollmentToken } from './dispatch/enrollment.js';
+import { AgentGateway } from './dispatch/gateway.js';
+import { registerAgentRoutes } from './dispatch/routes.js';
+import { Sweeper } from './dispatch/sweeper.js';
+import { LocalNotifier, PostgresNotifier, Waiters, type Notifier } from './dispatch/waiters.js';
+import { ACTION_CATALOG } from './domain/catalog.js';
 import type { Store } from './domain/store.js';
 import { fixtureMachine, readFixtures, type Fixtures } from './fixtures.js';
 import { TokenAuthenticator } from './identity/authenticator.js';
@@ -30,6 +38,10 @@ export interface RunningServer {
   /** Set on the first start of an empty store without fixtures: shown once. */
   demo: DemoCredentials | null;
   keys: KeyRing;
+  gateway: AgentGateway;
+  waiters: Waiters;
+  sweeper: Sweeper;
+  fleet: SimulatedFleet | null;
   close(): Promise<void>;
 }
 
@@ -79,22 +91,47 @@ export async function loadFixtures(store: Store, directory: Directory, fixtures:
   }
 }
 
-/** Opens the store, loads fixtures (or seeds the demo), builds the app and listens. */
+/** The tenant the demo fleet joins: configured, else the demo tenant, else the first one. */
+async function fleetTenant(store: Store, config: ServerConfig): Promise<string | null> {
+  if (config.demoFleetTenant) return config.demoFleetTenant.toLowerCase();
+  const tenants = await store.listTenants();
+  return (tenants.find((t) => t.id === DEMO_TENANT_ID) ?? tenants[0])?.id ?? null;
+}
+
+/**
+ * Opens the store, loads fixtures (or seeds the demo), builds the app, listens, and starts the
+ * sweeper and the demo fleet.
+ */
 export async function startServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
   const fixtures = config.fixtures ? readFixtures(config.fixtures) : null;
+  const simulation = parseFleetSimulation(config);
+  const tls = config.tlsCertFile && config.tlsKeyFile ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) } : null;
   const store = await openStore(config);
-  let keyRefresh: NodeJS.Timeout | undefined;
+  const stops: (() => Promise<void> | void)[] = [() => store.close()];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop();
+  };
   try {
     const keys = new KeyRing(store);
     await keys.init();
-    keyRefresh = setInterval(() => {
+    const keyRefresh = setInterval(() => {
       keys.reload().catch((error: unknown) => logger.warn({ err: error }, 'could not re-read the signing keys'));
     }, KEY_REFRESH_MS).unref();
+    stops.push(() => clearInterval(keyRefresh));
     const directory = new Directory(store);
-    const demo = fixtures ? (await loadFixtures(store, directory, fixtures), null) : await seedDemo(store, directory, Date.now());
+    const demo = fixtures ? (await loadFixtures(store, directory, fixtures), null) : await seedDemo(store, directory);
 
     const machines = new MachinesService(store);
     const actions = new ActionsService({ store, machines });
+    const waiters = new Waiters();
+    const notifier: Notifier =
+      store instanceof PostgresStore
+        ? await PostgresNotifier.start(waiters, store.pool, (error) => logger.warn({ err: error }, 'dispatch notification failed'))
+        : new LocalNotifier(waiters);
+    stops.push(() => notifier.close());
+    const gateway = new AgentGateway({ store, actions, waiters, notifier, pollSeconds: config.agentPollSeconds });
+    actions.setListener(gateway);
+
     let baseUrl = config.publicBaseUrl?.replace(/\/+$/, '') ?? '';
     let audiences = acceptedAudiences(baseUrl);
     const ctx: ApiContext = {
@@ -124,6 +161,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       limiter,
       logger,
       bodyLimit: config.bodyLimitBytes,
+      ...(tls ? { https: tls } : {}),
       extensions: [
         (instance) =>
           registerTokenService(instance, {
@@ -135,16 +173,50 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
             baseUrl: () => baseUrl,
             audiences: () => audiences,
           }),
+        (instance) => registerAgentRoutes(instance, gateway),
       ],
     });
     await app.listen({ host: config.host, port: config.port });
+    stops.push(() => app.close());
+    stops.push(() => gateway.shutdown());
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    const url = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
+    const url = `${tls ? 'https' : 'http'}://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
     if (!baseUrl) {
       baseUrl = url;
       audiences = acceptedAudiences(baseUrl);
+    }
+
+    const sweeper = new Sweeper({
+      store,
+      actions,
+      deliveryWindowSeconds: config.deliveryWindowSeconds,
+      executionDeadline: (type) => config.executionDeadlineSeconds ?? ACTION_CATALOG[type].executionDeadlineSeconds,
+      inactiveAfterSeconds: config.inactiveAfterSeconds,
+      intervalSeconds: config.sweepIntervalSeconds,
+      logger,
+    });
+    sweeper.start();
+    stops.push(() => sweeper.stop());
+
+    let fleet: SimulatedFleet | null = null;
+    const tenantId = config.demoFleetSize > 0 ? await fleetTenant(store, config) : null;
+    if (tenantId) {
+      fleet = new SimulatedFleet({
+        serverUrl: url,
+        // The certificate file (self-signed, or with its chain) is what the fleet trusts.
+        ...(tls ? { ca: tls.cert } : {}),
+        enrollmentToken: await createEnrollmentToken(store, tenantId, 'demo-fleet', { rbacGroupId: 1, rbacGroupName: 'Demo fleet' }),
+        size: config.demoFleetSize,
+        stateDir: join(config.dataDir, 'fleet'),
+        simulation,
+        log: (message, detail) => logger.debug({ ...detail }, `fleet: ${message}`),
+      });
+      stops.push(() => fleet?.stop());
+      // The demo fleet is a convenience: if it cannot connect (e.g. a TLS certificate it cannot
+      // verify), the server still serves, and says why the fleet is missing.
+      await fleet.start().catch((error: unknown) => logger.error({ err: error }, 'the demo fleet could not start'));
     }
     return {
       app,
@@ -153,15 +225,22 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       baseUrl,
       demo,
       keys,
-      async close() {
-        clearInterval(keyRefresh);
-        await app.close();
-        await store.close();
-      },
+      gateway,
+      waiters,
+      sweeper,
+      fleet,
+      close: stopAll,
     };
   } catch (error) {
-    clearInterval(keyRefresh);
-    await store.close();
+    await stopAll();
     throw error;
+  }
+}
+
+function parseFleetSimulation(config: ServerConfig) {
+  try {
+    return parseSimulation(config.demoFleetSimulation);
+  } catch (error) {
+    throw new ConfigError(`invalid setting demoFleetSimulation: ${(error as Error).message}`);
   }
 }

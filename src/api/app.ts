@@ -25,6 +25,8 @@ export interface AppOptions {
   logger: FastifyBaseLogger;
   /** Largest accepted JSON body in bytes (contract §1: 1 MiB). */
   bodyLimit: number;
+  /** Serve HTTPS with this certificate and key (PEM). */
+  https?: { cert: Buffer; key: Buffer };
   /** Registers routes outside /api (token service, agent gateway) on the same instance. */
   extensions?: ((app: FastifyInstance) => void)[];
 }
@@ -56,6 +58,7 @@ const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
 export function buildApp(options: AppOptions): FastifyInstance {
   const { ctx, authenticator, limiter, bodyLimit } = options;
   const app = Fastify({
+    ...(options.https ? { https: options.https } : {}),
     loggerInstance: options.logger,
     genReqId: () => randomUUID(),
     requestIdHeader: false,

@@ -3,6 +3,7 @@ import { loadConfig } from '../config.js';
 import type { Store } from '../domain/store.js';
 import { Directory, DirectoryError } from '../identity/directory.js';
 import { KeyRing } from '../identity/keys.js';
+import { createEnrollmentToken } from '../dispatch/enrollment.js';
 import { openStore } from '../server.js';
 
 /**
@@ -154,6 +155,32 @@ export function registerAdminCommands(program: Command): void {
         const user = await store.getUserByUpn(flags.tenant.toLowerCase(), flags.upn);
         if (!user || !(await store.deleteUser(user.tenantId, user.objectId))) throw new DirectoryError(`no user ${flags.upn}`);
         print(flags, { removed: flags.upn }, () => `removed ${flags.upn}`);
+      }),
+    );
+
+  const enrollment = program.command('enrollment').description("agents' enrollment tokens");
+  withStoreOptions(enrollment.command('create').description('create (or replace) an enrollment token; prints it once'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--label <label>', 'which token (one per label; a new one replaces the old)', 'default')
+    .option('--device-group <id>', 'rbacGroupId of the machines that enroll with it', (v) => Number(v))
+    .option('--device-group-name <name>', 'rbacGroupName of those machines')
+    .action((flags: StoreFlags & { tenant: string; label: string; deviceGroup?: number; deviceGroupName?: string }) =>
+      withStore(flags, async (store, directory) => {
+        const tenant = await directory.requireTenant(flags.tenant);
+        if (flags.deviceGroup !== undefined && !Number.isInteger(flags.deviceGroup)) throw new DirectoryError('--device-group takes a whole number');
+        const token = await createEnrollmentToken(store, tenant.id, flags.label, {
+          rbacGroupId: flags.deviceGroup ?? null,
+          rbacGroupName: flags.deviceGroupName ?? null,
+        });
+        print(flags, { tenantId: tenant.id, label: flags.label, enrollmentToken: token }, () => `enrollment_token=${token}\n(shown only now)`);
+      }),
+    );
+  withStoreOptions(enrollment.command('list').description("list a tenant's enrollment tokens (not their secrets)"))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .action((flags: StoreFlags & { tenant: string }) =>
+      withStore(flags, async (store) => {
+        const all = (await store.listEnrollmentSecrets(flags.tenant.toLowerCase())).map(({ secretHash: _hidden, ...e }) => e);
+        print(flags, all, () => all.map((e) => `${e.id}  ${e.label}  group ${e.rbacGroupId ?? '-'}`).join('\n') || '(none)');
       }),
     );
 

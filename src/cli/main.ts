@@ -5,6 +5,7 @@ import { FixturesError } from '../fixtures.js';
 import { tokenCurl } from '../demo.js';
 import { DirectoryError } from '../identity/directory.js';
 import { registerAdminCommands } from './admin.js';
+import { registerAgentCommand } from './agent.js';
 import { startServer } from '../server.js';
 
 const program = new Command()
@@ -22,6 +23,9 @@ program
   .option('--database-url <url>', 'PostgreSQL URL instead of the embedded store (COUNTERMAND_DATABASE_URL)')
   .option('--fixtures <file>', 'tenants, machines and callers to load at start (COUNTERMAND_FIXTURES)')
   .option('--public-url <url>', 'base URL clients use to reach this server (COUNTERMAND_PUBLIC_URL)')
+  .option('--demo-fleet <n>', 'simulated agents to start with the server, 0 for none (COUNTERMAND_DEMO_FLEET, default 3)')
+  .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (COUNTERMAND_TLS_CERT)')
+  .option('--tls-key <file>', 'and this PEM key (COUNTERMAND_TLS_KEY)')
   .addOption(
     new Option('--log-level <level>', 'log level (COUNTERMAND_LOG_LEVEL, default info)').choices([
       'fatal',
@@ -43,6 +47,9 @@ program
       fixtures: flags.fixtures,
       publicBaseUrl: flags.publicUrl,
       logLevel: flags.logLevel,
+      demoFleetSize: flags.demoFleet,
+      tlsCertFile: flags.tlsCert,
+      tlsKeyFile: flags.tlsKey,
     });
     const server = await startServer(config);
     process.stderr.write(`Countermand is listening on ${server.url} (API at ${server.url}/api)\n`);
@@ -68,6 +75,7 @@ program
   });
 
 registerAdminCommands(program);
+registerAgentCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError || error instanceof FixturesError || error instanceof DirectoryError) {

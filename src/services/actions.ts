@@ -3,15 +3,36 @@ import type { Caller } from '../domain/caller.js';
 import { ACTION_CATALOG } from '../domain/catalog.js';
 import { ERRORS } from '../domain/errors.js';
 import { ACTIVE_STATUSES } from '../domain/lifecycle.js';
-import type { ActionType, MachineAction } from '../domain/model.js';
+import type { ActionType, LiveResponseCommand, MachineAction } from '../domain/model.js';
 import type { ListQuery, Page, Store } from '../domain/store.js';
 import type { MachinesService } from './machines.js';
 
 /** Told about every change an agent must learn of (dispatch implements it). */
 export interface ActionListener {
   actionCreated(action: MachineAction): void;
-  actionCancelled(action: MachineAction): void;
+  /** The server ended it (Cancelled, TimeOut): the machine must stop working on it. */
+  actionEnded(action: MachineAction): void;
 }
+
+/** The machine an agent speaks for. */
+export interface MachineRef {
+  tenantId: string;
+  machineId: string;
+  /** Shown as the actor of the events the machine causes. */
+  name: string;
+}
+
+export interface MachineOutcome {
+  reportId: string;
+  status: 'Succeeded' | 'Failed';
+  errorHResult: number;
+  troubleshootInfo: string | null;
+  commands?: LiveResponseCommand[] | undefined;
+  detail?: Record<string, unknown> | undefined;
+}
+
+/** The server's own actor name in history events (timeouts). */
+export const SYSTEM_ACTOR = 'Countermand';
 
 export interface ActionsServiceOptions {
   store: Store;
@@ -117,7 +138,97 @@ export class ActionsService {
       const current = await this.store.getAction(action.tenantId, action.id);
       throw ERRORS.CancelOfFinalAction(action.id, current?.status ?? action.status);
     }
-    this.listener?.actionCancelled(cancelled);
+    this.listener?.actionEnded(cancelled);
     return cancelled;
   }
+
+  /** The machine acknowledges it started: Pending -> InProgress. Repeating it is harmless. */
+  async start(machine: MachineRef, actionId: string): Promise<MachineAction | null> {
+    const now = this.now();
+    const started = await this.store.transitionAction({
+      tenantId: machine.tenantId,
+      actionId,
+      from: ['Pending'],
+      to: 'InProgress',
+      patch: { startedAt: now },
+      event: { at: now, actor: machine.name, comment: null },
+    });
+    return started ?? this.store.getAction(machine.tenantId, actionId);
+  }
+
+  /** Live-response command progress, while InProgress. Returns the action as it now is. */
+  async progress(machine: MachineRef, actionId: string, commands: LiveResponseCommand[]): Promise<MachineAction | null> {
+    const now = this.now();
+    const updated = await this.store.transitionAction({
+      tenantId: machine.tenantId,
+      actionId,
+      from: ['InProgress'],
+      to: 'InProgress',
+      patch: { commands },
+      event: { at: now, actor: machine.name, comment: null, kind: 'progress', detail: { commands: summarize(commands) } },
+    });
+    return updated ?? this.store.getAction(machine.tenantId, actionId);
+  }
+
+  /**
+   * The machine's final report. It ends the action only while it is not final; a report that
+   * arrives after a cancel or a timeout is kept in the history and changes nothing (contract
+   * §4). The same report sent twice (same reportId) is recorded once.
+   */
+  async report(machine: MachineRef, actionId: string, outcome: MachineOutcome): Promise<{ action: MachineAction; applied: boolean } | null> {
+    const now = this.now();
+    const detail = { reportId: outcome.reportId, errorHResult: outcome.errorHResult, ...(outcome.detail ?? {}) };
+    const ended = await this.store.transitionAction({
+      tenantId: machine.tenantId,
+      actionId,
+      from: ACTIVE_STATUSES,
+      to: outcome.status,
+      patch: {
+        errorHResult: outcome.errorHResult,
+        troubleshootInfo: outcome.troubleshootInfo,
+        ...(outcome.commands ? { commands: outcome.commands } : {}),
+      },
+      event: { at: now, actor: machine.name, comment: outcome.troubleshootInfo, detail },
+    });
+    if (ended) return { action: ended, applied: true };
+    const current = await this.store.getAction(machine.tenantId, actionId);
+    if (!current) return null;
+    const events = await this.store.listEvents(machine.tenantId, actionId);
+    if (!events.some((e) => e.detail?.reportId === outcome.reportId)) {
+      await this.store.appendEvent(machine.tenantId, actionId, 'late-report', {
+        at: now,
+        actor: machine.name,
+        comment: `reported ${outcome.status} after the action was ${current.status}`,
+        detail: { ...detail, status: outcome.status, ...(outcome.commands ? { commands: summarize(outcome.commands) } : {}) },
+      });
+    }
+    return { action: current, applied: false };
+  }
+
+  /**
+   * Ends an action that was never picked up (`delivery`) or ran past its deadline (`execution`),
+   * from exactly the status the sweeper saw, so a concurrent change wins cleanly.
+   */
+  async timeOut(action: MachineAction, reason: 'delivery' | 'execution'): Promise<MachineAction | null> {
+    const now = this.now();
+    const timedOut = await this.store.transitionAction({
+      tenantId: action.tenantId,
+      actionId: action.id,
+      from: [reason === 'delivery' ? 'Pending' : 'InProgress'],
+      to: 'TimeOut',
+      patch: {},
+      event: {
+        at: now,
+        actor: SYSTEM_ACTOR,
+        comment: reason === 'delivery' ? 'The machine did not pick the action up in time.' : 'The action ran past its deadline.',
+      },
+    });
+    if (timedOut) this.listener?.actionEnded(timedOut);
+    return timedOut;
+  }
+}
+
+/** What a history event keeps of live-response commands: their status, not their parameters. */
+function summarize(commands: readonly LiveResponseCommand[]) {
+  return commands.map((c) => ({ index: c.index, type: c.command.type, commandStatus: c.commandStatus, errors: c.errors }));
 }

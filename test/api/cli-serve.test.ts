@@ -64,8 +64,28 @@ describe('countermand serve', () => {
     expect(Object.keys(reply)).toEqual(['token_type', 'expires_in', 'ext_expires_in', 'access_token']);
     const res = await fetch(`${url}/api/machines`, { headers: { authorization: `Bearer ${reply.access_token}` } });
     expect(res.status).toBe(200);
-    expect(((await res.json()) as { value: unknown[] }).value).toHaveLength(3);
+    const fleet = ((await res.json()) as { value: { id: string; computerDnsName: string }[] }).value;
+    expect(fleet.map((m) => m.computerDnsName).sort()).toEqual([
+      'sim-01.demo.countermand.local',
+      'sim-02.demo.countermand.local',
+      'sim-03.demo.countermand.local',
+    ]);
     expect((await fetch(`${url}/api/machines`)).status).toBe(401);
+
+    // The demo fleet carries actions out: an isolate goes Pending -> InProgress -> Succeeded.
+    const auth = { authorization: `Bearer ${reply.access_token}`, 'content-type': 'application/json' };
+    const created = (await (
+      await fetch(`${url}/api/machines/${fleet[0]!.id}/isolate`, { method: 'POST', headers: auth, body: JSON.stringify({ Comment: 'demo' }) })
+    ).json()) as { id: string; status: string };
+    expect(created.status).toBe('Pending');
+    const seen = new Set<string>();
+    const deadline = Date.now() + 15_000;
+    while (!seen.has('Succeeded') && Date.now() < deadline) {
+      const now = (await (await fetch(`${url}/api/machineactions/${created.id}`, { headers: auth })).json()) as { status: string };
+      seen.add(now.status);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect([...seen]).toEqual(expect.arrayContaining(['InProgress', 'Succeeded']));
 
     // The secret is shown once: a second start on the same data dir does not seed again.
     server.child.kill('SIGTERM');

@@ -72,7 +72,8 @@ export async function startTestServer(options: {
   config?: Partial<ServerConfig>;
   backend?: 'sqlite' | 'postgres';
 }): Promise<TestServer> {
-  const database = options.backend === 'postgres' ? await freshDatabase() : null;
+  // A PostgreSQL server gets a database of its own, unless the test names one (several nodes).
+  const database = options.backend === 'postgres' && !options.config?.databaseUrl ? await freshDatabase() : null;
   const dataDir = mkdtempSync(join(tmpdir(), 'countermand-test-'));
   const fixturesPath = join(dataDir, 'fixtures.json');
   writeFileSync(fixturesPath, JSON.stringify(options.fixtures));
@@ -90,6 +91,7 @@ export async function startTestServer(options: {
     fixtures: fixturesPath,
     logLevel: 'info',
     databaseUrl: database?.url ?? null,
+    demoFleetSize: 0,
     ...options.config,
   };
   const server = await startServer(config, createLogger(config.logLevel, sink));

@@ -1,0 +1,63 @@
+import { join } from 'node:path';
+import { Agent } from './agent.js';
+import { SimulatedExecutor, type Simulation } from './executors/simulated.js';
+import { FileState } from './state.js';
+
+export interface FleetOptions {
+  serverUrl: string;
+  ca?: string | Buffer;
+  enrollmentToken: string;
+  size: number;
+  /** Where each agent keeps its state (so restarts re-attach to the same machines). */
+  stateDir: string;
+  simulation: Simulation;
+  domain?: string;
+  maxWaitSeconds?: number;
+  log?: (message: string, detail?: Record<string, unknown>) => void;
+}
+
+/**
+ * Many simulated agents in one process, each speaking the same HTTP protocol as a real one.
+ * `countermand serve` runs one as the demo fleet; benchmarks run large ones.
+ */
+export class SimulatedFleet {
+  readonly agents: Agent[] = [];
+
+  constructor(private readonly options: FleetOptions) {}
+
+  static machineName(i: number, domain: string): string {
+    return `sim-${String(i + 1).padStart(2, '0')}.${domain}`;
+  }
+
+  async start(): Promise<void> {
+    const { options } = this;
+    const domain = options.domain ?? 'demo.countermand.local';
+    const executor = new SimulatedExecutor(options.simulation);
+    for (let i = 0; i < options.size; i++) {
+      const name = SimulatedFleet.machineName(i, domain);
+      const agent = new Agent({
+        serverUrl: options.serverUrl,
+        ...(options.ca ? { ca: options.ca } : {}),
+        enrollmentToken: options.enrollmentToken,
+        machine: {
+          computerDnsName: name,
+          osPlatform: 'Linux',
+          osVersion: 'Simulated',
+          osProcessor: 'x64',
+          osArchitecture: '64-bit',
+          lastIpAddress: `10.200.${Math.floor((i + 1) / 250)}.${((i + 1) % 250) + 1}`,
+        },
+        state: new FileState(join(options.stateDir, name)),
+        executor,
+        ...(options.maxWaitSeconds !== undefined ? { maxWaitSeconds: options.maxWaitSeconds } : {}),
+        ...(options.log ? { log: (m, d) => options.log!(m, { machine: name, ...d }) } : {}),
+      });
+      await agent.start();
+      this.agents.push(agent);
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.agents.map((a) => a.stop()));
+  }
+}

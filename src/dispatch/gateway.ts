@@ -1,0 +1,259 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { ApiError, ERRORS } from '../domain/errors.js';
+import type { Machine, MachineAction } from '../domain/model.js';
+import type { Store } from '../domain/store.js';
+import { derivedMachineId } from '../fixtures.js';
+import { verifySecret } from '../identity/secrets.js';
+import type { ActionListener, ActionsService, MachineOutcome, MachineRef } from '../services/actions.js';
+import type {
+  AgentActionWire,
+  CheckinRequest,
+  CheckinResponse,
+  EnrollRequest,
+  EnrollResponse,
+  ProgressRequest,
+  ReportResponse,
+  StartResponse,
+} from './protocol.js';
+import { Waiters, type Notifier } from './waiters.js';
+
+export interface GatewayOptions {
+  store: Store;
+  actions: ActionsService;
+  waiters: Waiters;
+  notifier: Notifier;
+  /** How long a check-in waits for work before answering empty (jittered by ±10%). */
+  pollSeconds: number;
+  now?: () => number;
+}
+
+/** An enrolled agent, as its credential identifies it. */
+export interface AgentIdentity extends MachineRef {
+  tokenHash: string;
+}
+
+const TOKEN_PREFIX = 'cma_';
+const CREDENTIAL_CACHE_MS = 10_000;
+const ENROLL_FAILURES_PER_MINUTE = 20;
+
+const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+const agentUnauthorized = (message: string) =>
+  new ApiError('Unauthorized', 401, message, { 'www-authenticate': 'Bearer realm="countermand-agent"' });
+
+/**
+ * The server's side of the agent protocol (docs/agent-protocol.md): enrollment, agent
+ * credentials, long-poll check-ins, and the start/progress/report calls, which it turns into
+ * ActionsService calls after checking the action belongs to the agent's machine.
+ */
+export class AgentGateway implements ActionListener {
+  private readonly store: Store;
+  private readonly actions: ActionsService;
+  private readonly now: () => number;
+  private readonly credentials = new Map<string, { identity: AgentIdentity; until: number }>();
+  private readonly enrollFailures = new RateLimiterMemory({ points: ENROLL_FAILURES_PER_MINUTE, duration: 60, keyPrefix: 'enroll' });
+  private closing = false;
+
+  constructor(private readonly options: GatewayOptions) {
+    this.store = options.store;
+    this.actions = options.actions;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Answers every waiting check-in now, so the server can close without waiting out long polls. */
+  shutdown(): void {
+    this.closing = true;
+    this.options.waiters.wakeAll();
+  }
+
+  actionCreated(action: MachineAction): void {
+    this.options.notifier.notify(action.tenantId, action.machineId);
+  }
+
+  actionEnded(action: MachineAction): void {
+    this.options.notifier.notify(action.tenantId, action.machineId);
+  }
+
+  /** Creates the machine, or re-attaches it, and issues a fresh credential scoped to it. */
+  async enroll(request: EnrollRequest, source: string): Promise<EnrollResponse> {
+    const throttle = await this.enrollFailures.get(source);
+    if (throttle && throttle.consumedPoints >= ENROLL_FAILURES_PER_MINUTE) {
+      throw ERRORS.TooManyRequests(Math.max(1, Math.ceil(throttle.msBeforeNext / 1000)));
+    }
+    const [id, secret] = request.enrollmentToken.split('.', 2);
+    const record = id && secret ? await this.store.getEnrollmentSecret(id) : null;
+    if (!record || !(await verifySecret(secret!, record.secretHash))) {
+      await this.enrollFailures.penalty(source, 1);
+      throw agentUnauthorized('The enrollment token is not valid.');
+    }
+    const now = this.now();
+    const tenantId = record.tenantId;
+    const previous = request.machineId
+      ? await this.store.findMachine(tenantId, request.machineId.toLowerCase(), { aadDeviceId: false, computerDnsName: false })
+      : null;
+    if (request.machineId && !previous) throw ERRORS.ResourceNotFound(request.machineId);
+    const m = request.machine;
+    const machine: Machine = {
+      tenantId,
+      id: previous?.id ?? derivedMachineId(tenantId, `${m.computerDnsName}/${randomUUID()}`),
+      computerDnsName: m.computerDnsName,
+      firstSeen: previous?.firstSeen ?? now,
+      lastSeen: now,
+      osPlatform: m.osPlatform ?? previous?.osPlatform ?? 'Linux',
+      osVersion: m.osVersion ?? previous?.osVersion ?? null,
+      osProcessor: m.osProcessor ?? previous?.osProcessor ?? null,
+      version: m.version ?? previous?.version ?? null,
+      osBuild: m.osBuild ?? previous?.osBuild ?? null,
+      lastIpAddress: m.lastIpAddress ?? m.ipAddresses?.[0]?.ipAddress ?? previous?.lastIpAddress ?? null,
+      lastExternalIpAddress: previous?.lastExternalIpAddress ?? null,
+      agentVersion: m.agentVersion ?? null,
+      osArchitecture: m.osArchitecture ?? previous?.osArchitecture ?? null,
+      healthStatus: 'Active',
+      defenderAvStatus: previous?.defenderAvStatus ?? null,
+      onboardingStatus: 'Onboarded',
+      deviceValue: previous?.deviceValue ?? 'Normal',
+      rbacGroupId: previous ? previous.rbacGroupId : record.rbacGroupId,
+      rbacGroupName: previous ? previous.rbacGroupName : record.rbacGroupName,
+      riskScore: previous?.riskScore ?? 'None',
+      exposureLevel: previous?.exposureLevel ?? 'None',
+      isAadJoined: previous?.isAadJoined ?? false,
+      aadDeviceId: previous?.aadDeviceId ?? null,
+      machineTags: previous?.machineTags ?? [],
+      ipAddresses: m.ipAddresses ?? previous?.ipAddresses ?? [],
+    };
+    await this.store.upsertMachine(machine);
+    await this.store.revokeAgentCredentials(tenantId, machine.id, now);
+    this.forgetMachine(tenantId, machine.id);
+    const agentToken = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+    await this.store.insertAgentCredential({ tokenHash: hashToken(agentToken), tenantId, machineId: machine.id, createdAt: now, revokedAt: null });
+    return { tenantId, machineId: machine.id, agentToken };
+  }
+
+  /** The agent behind `Authorization: Bearer cma_...`, or 401. API tokens are not agent credentials. */
+  async authenticate(authorization: string | undefined): Promise<AgentIdentity> {
+    const match = authorization ? /^Bearer +(cma_[A-Za-z0-9_-]{43})$/.exec(authorization.trim()) : null;
+    if (!match) throw agentUnauthorized('An agent credential is required: Authorization: Bearer cma_...');
+    const tokenHash = hashToken(match[1]!);
+    const now = this.now();
+    const cached = this.credentials.get(tokenHash);
+    if (cached && cached.until > now) return cached.identity;
+    const credential = await this.store.findAgentCredential(tokenHash);
+    if (!credential || credential.revokedAt !== null) throw agentUnauthorized('The agent credential is not valid (revoked or unknown).');
+    const machine = await this.store.findMachine(credential.tenantId, credential.machineId, { aadDeviceId: false, computerDnsName: false });
+    if (!machine) throw agentUnauthorized('The agent credential names no machine.');
+    const identity = { tokenHash, tenantId: credential.tenantId, machineId: credential.machineId, name: machine.computerDnsName };
+    this.credentials.set(tokenHash, { identity, until: now + CREDENTIAL_CACHE_MS });
+    return identity;
+  }
+
+  private forgetMachine(tenantId: string, machineId: string): void {
+    for (const [hash, entry] of this.credentials) {
+      if (entry.identity.tenantId === tenantId && entry.identity.machineId === machineId) this.credentials.delete(hash);
+    }
+  }
+
+  /**
+   * The long poll: answers at once when the machine has actions to start or resume, or running
+   * actions that ended; otherwise waits (woken by any change for this machine) until the poll
+   * time is up or the agent goes away.
+   */
+  async checkin(agent: AgentIdentity, request: CheckinRequest, gone: AbortSignal): Promise<CheckinResponse> {
+    await this.store.recordCheckin(agent.tenantId, agent.machineId, this.now(), {
+      agentVersion: request.agentVersion,
+      lastIpAddress: request.lastIpAddress,
+      ipAddresses: request.ipAddresses,
+    });
+    const jitter = 0.9 + Math.random() * 0.2;
+    const waitMs = Math.min(this.options.pollSeconds * jitter, request.maxWaitSeconds ?? Infinity) * 1000;
+    const deadline = this.now() + Math.max(0, waitMs);
+    const key = Waiters.key(agent.tenantId, agent.machineId);
+    for (;;) {
+      const subscription = this.options.waiters.subscribe(key);
+      try {
+        const work = await this.work(agent, request.running);
+        const remaining = deadline - this.now();
+        if (work.actions.length > 0 || work.stop.length > 0 || remaining <= 0 || gone.aborted || this.closing) return work;
+        const onGone = () => this.options.waiters.wake(key);
+        gone.addEventListener('abort', onGone, { once: true });
+        await subscription.wait(remaining);
+        gone.removeEventListener('abort', onGone);
+      } finally {
+        subscription.close();
+      }
+    }
+  }
+
+  private async work(agent: AgentIdentity, running: readonly string[]): Promise<CheckinResponse> {
+    const runningSet = new Set(running);
+    const active = await this.store.listActiveActionsForMachine(agent.tenantId, agent.machineId);
+    // What the agent lists as running it is handling (started or about to be); the rest is
+    // delivered again on every check-in until started: delivery is at-least-once.
+    const actions = active.filter((a) => !runningSet.has(a.id)).map((a) => toWire(a, a.status === 'InProgress'));
+    const activeIds = new Set(active.map((a) => a.id));
+    const ended = await this.store.getActionsOfMachine(
+      agent.tenantId,
+      agent.machineId,
+      running.filter((id) => !activeIds.has(id)),
+    );
+    return { actions, stop: ended.map((a) => ({ id: a.id, status: a.status })) };
+  }
+
+  private async ownAction(agent: AgentIdentity, actionId: string): Promise<MachineAction> {
+    const action = await this.store.getAction(agent.tenantId, actionId.toLowerCase());
+    if (!action || action.machineId !== agent.machineId) throw ERRORS.ActionNotFound(actionId);
+    return action;
+  }
+
+  async start(agent: AgentIdentity, actionId: string): Promise<StartResponse> {
+    const action = await this.ownAction(agent, actionId);
+    const now = (await this.actions.start(agent, action.id)) ?? action;
+    return { status: now.status, run: now.status === 'InProgress' };
+  }
+
+  async progress(agent: AgentIdentity, actionId: string, request: ProgressRequest): Promise<StartResponse> {
+    const action = await this.ownAction(agent, actionId);
+    if (action.type !== 'LiveResponse') throw ERRORS.InvalidInput('Only live-response actions report command progress.');
+    checkCommands(action, request.commands);
+    const now = (await this.actions.progress(agent, action.id, request.commands)) ?? action;
+    return { status: now.status, run: now.status === 'InProgress' };
+  }
+
+  async report(agent: AgentIdentity, actionId: string, outcome: MachineOutcome): Promise<ReportResponse> {
+    const action = await this.ownAction(agent, actionId);
+    if (outcome.commands) checkCommands(action, outcome.commands);
+    const result = await this.actions.report(agent, action.id, outcome);
+    if (!result) throw ERRORS.ActionNotFound(actionId);
+    if (result.applied && action.type === 'Offboard' && outcome.status === 'Succeeded') {
+      // An offboarded machine's agent is done: its credential stops working at once.
+      await this.store.revokeAgentCredentials(agent.tenantId, agent.machineId, this.now());
+      this.forgetMachine(agent.tenantId, agent.machineId);
+    }
+    return { status: result.action.status, applied: result.applied };
+  }
+}
+
+/** The agent reports the state of the commands it was given, not other commands. */
+function checkCommands(action: MachineAction, commands: MachineAction['commands']): void {
+  const same =
+    commands.length === action.commands.length &&
+    commands.every(
+      (c, i) =>
+        c.index === i &&
+        c.command.type === action.commands[i]!.command.type &&
+        JSON.stringify(c.command.params) === JSON.stringify(action.commands[i]!.command.params),
+    );
+  if (!same) throw ERRORS.InvalidInput("The commands do not match the action's commands.");
+}
+
+function toWire(a: MachineAction, resume: boolean): AgentActionWire {
+  return {
+    id: a.id,
+    type: a.type,
+    status: a.status,
+    scope: a.scope,
+    sha1: a.relatedFileInfo?.fileIdentifier ?? null,
+    comment: a.requestorComment,
+    commands: a.commands,
+    resume,
+  };
+}

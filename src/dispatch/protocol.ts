@@ -1,0 +1,96 @@
+import type { ActionStatus, ActionType, IpAddress, LiveResponseCommand } from '../domain/model.js';
+
+/**
+ * The agent protocol (docs/agent-protocol.md): JSON over HTTP(S) under /agent/v1, between the
+ * server and the agent on each machine. The agent imports only these types from the server.
+ */
+
+export const AGENT_API = '/agent/v1';
+
+/** POST /agent/v1/enroll (no credential: the enrollment token is the proof). */
+export interface EnrollRequest {
+  /** `<id>.<secret>`, from `countermand enrollment create`. */
+  enrollmentToken: string;
+  /** To re-attach to a machine this agent enrolled before (its credential is replaced). */
+  machineId?: string;
+  machine: {
+    computerDnsName: string;
+    osPlatform?: string;
+    osVersion?: string;
+    osBuild?: number;
+    version?: string;
+    osProcessor?: string;
+    osArchitecture?: string;
+    agentVersion?: string;
+    lastIpAddress?: string;
+    ipAddresses?: IpAddress[];
+  };
+}
+
+export interface EnrollResponse {
+  tenantId: string;
+  machineId: string;
+  /** The agent credential: `Authorization: Bearer <agentToken>` on every other call. */
+  agentToken: string;
+}
+
+/** POST /agent/v1/checkin: a long poll. */
+export interface CheckinRequest {
+  /** Ids of the actions the agent is executing right now. */
+  running: string[];
+  /** The longest the agent is willing to wait for work, in seconds (the server may wait less). */
+  maxWaitSeconds?: number;
+  agentVersion?: string;
+  lastIpAddress?: string;
+  ipAddresses?: IpAddress[];
+}
+
+/** An action as the machine needs it. */
+export interface AgentActionWire {
+  id: string;
+  type: ActionType;
+  status: ActionStatus;
+  scope: string | null;
+  sha1: string | null;
+  comment: string | null;
+  commands: LiveResponseCommand[];
+  /** The action is InProgress but the agent did not list it as running: it was started before a restart. */
+  resume: boolean;
+}
+
+export interface CheckinResponse {
+  /** Actions to start (Pending) or to resume (InProgress, not running). Delivered until started. */
+  actions: AgentActionWire[];
+  /** Running actions that ended on the server (Cancelled, TimeOut): stop them. */
+  stop: { id: string; status: ActionStatus }[];
+}
+
+/** POST /agent/v1/actions/{id}/start -> the action's status after the acknowledgement. */
+export interface StartResponse {
+  status: ActionStatus;
+  /** True when the agent should run it (it is InProgress); false when it ended meanwhile. */
+  run: boolean;
+}
+
+/** POST /agent/v1/actions/{id}/progress (live response). */
+export interface ProgressRequest {
+  commands: LiveResponseCommand[];
+}
+
+/** POST /agent/v1/actions/{id}/report */
+export interface ReportRequest {
+  /** Chosen by the agent once per outcome and reused on retries, so a repeated report is harmless. */
+  reportId: string;
+  status: 'Succeeded' | 'Failed';
+  errorHResult: number;
+  troubleshootInfo: string | null;
+  commands?: LiveResponseCommand[];
+  detail?: Record<string, unknown>;
+}
+
+export interface ReportResponse {
+  /** The action's status after the report. */
+  status: ActionStatus;
+  /** False when the action had already ended (the report is kept in its history only). */
+  applied: boolean;
+}

@@ -1,0 +1,73 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { ACTION_DEFINITIONS } from '../domain/catalog.js';
+import type { ActionType } from '../domain/model.js';
+import type { Store } from '../domain/store.js';
+import type { ActionsService } from '../services/actions.js';
+
+export interface SweeperOptions {
+  store: Store;
+  actions: ActionsService;
+  /** An action not picked up within this becomes TimeOut (contract §4: 3 days). */
+  deliveryWindowSeconds: number;
+  /** Seconds an action of a type may stay InProgress. */
+  executionDeadline: (type: ActionType) => number;
+  /** An Active machine silent this long becomes Inactive. */
+  inactiveAfterSeconds: number;
+  intervalSeconds: number;
+  logger: FastifyBaseLogger;
+  now?: () => number;
+}
+
+const BATCH = 500;
+
+/**
+ * Ends overdue actions with TimeOut and marks silent machines Inactive, on a timer. Safe to run
+ * on every server node at once: each TimeOut is a conditional update from the status it saw,
+ * so of two nodes racing, one changes the action and the other changes nothing.
+ */
+export class Sweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly options: SweeperOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.running = this.sweep()
+        .catch((error: unknown) => this.options.logger.error({ err: error }, 'sweep failed'))
+        .finally(() => (this.running = undefined));
+    }, this.options.intervalSeconds * 1000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.running;
+  }
+
+  /** One pass; returns what it changed. */
+  async sweep(): Promise<{ timedOut: number; inactive: number }> {
+    const { store, actions } = this.options;
+    const now = this.now();
+    let timedOut = 0;
+    const pending = await store.listOverdueActions({ status: 'Pending', before: now - this.options.deliveryWindowSeconds * 1000 }, BATCH);
+    for (const action of pending) if (await actions.timeOut(action, 'delivery')) timedOut++;
+    // Types grouped by deadline, so long-running types never crowd out the others' batch.
+    const byDeadline = new Map<number, ActionType[]>();
+    for (const { type } of ACTION_DEFINITIONS) {
+      const seconds = this.options.executionDeadline(type);
+      byDeadline.set(seconds, [...(byDeadline.get(seconds) ?? []), type]);
+    }
+    for (const [seconds, types] of byDeadline) {
+      const overdue = await store.listOverdueActions({ status: 'InProgress', types, before: now - seconds * 1000 }, BATCH);
+      for (const action of overdue) if (await actions.timeOut(action, 'execution')) timedOut++;
+    }
+    const inactive = await store.markInactiveMachines(now - this.options.inactiveAfterSeconds * 1000);
+    if (timedOut > 0 || inactive > 0) this.options.logger.info({ timedOut, inactive }, 'sweep');
+    return { timedOut, inactive };
+  }
+}
