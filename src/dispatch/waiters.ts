@@ -106,8 +106,9 @@ export class PostgresNotifier implements Notifier {
       if (message.channel === CHANNEL && message.payload) this.waiters.wake(message.payload);
     });
     client.on('error', (error) => {
+      if (this.listener !== client) return; // closed or already replaced
+      this.listener = null;
       this.onError(error);
-      if (this.listener === client) this.listener = null;
       client.release(true);
       this.reconnect();
     });
@@ -143,7 +144,8 @@ export class PostgresNotifier implements Notifier {
     this.listener = null;
     if (client) {
       await client.query(`UNLISTEN ${CHANNEL}`).catch(() => undefined);
-      client.release();
+      // Destroyed rather than returned to the pool: it carries this notifier's listeners.
+      client.release(true);
     }
   }
 }

@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollmentToken, startAgent, waitUntil, type RunningAgent } from '../support/agents.js';
 import { Client, appClient, appToken, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
@@ -62,6 +63,29 @@ describe.skipIf(!PG_URL)(`several server nodes on PostgreSQL${PG_URL ? '' : ` (s
     expect(cancelled.body.status).toBe('Cancelled');
     const stoppedAt = await waitUntil(() => agent.executor.stopped.get(created.body.id), 5000, 'the agent to stop');
     expect(stoppedAt - cancelAt).toBeLessThan(1000);
+  });
+
+  it('a listening connection that drops is re-established, and wake-ups flow again', async () => {
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    const killed = await admin.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    );
+    await admin.end();
+    expect(killed.rowCount).toBeGreaterThanOrEqual(2); // one per node
+    await waitUntil(async () => {
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      const r = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'");
+      await c.end();
+      return r.rows[0].n >= 2;
+    }, 10_000, 'the nodes to listen again');
+    await waitUntil(() => nodeA.waiters.size > 0, 25_000, 'the agent to wait on node A');
+    const before = Date.now();
+    const created = await viaB.post(`/api/machines/${agent.machineId}/collectInvestigationPackage`, { Comment: 'after reconnect' });
+    await waitUntil(() => agent.executor.started.includes(created.body.id), 5000, 'delivery after reconnect');
+    expect(Date.now() - before).toBeLessThan(1000);
+    await viaB.post(`/api/machineactions/${created.body.id}/cancel`, { Comment: 'done' });
   });
 
   it("both nodes' sweepers time an undelivered action out exactly once", async () => {
