@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { enrollmentToken, startAgent, waitUntil } from '../support/agents.js';
+import { Client, TEST_SECRET, appToken, makeFixtures, startTestServer, userToken, type TestServer } from '../support/harness.js';
+
+/**
+ * Logs never hold credentials: with logging at its most verbose, a run through every way a
+ * secret travels (token requests by form, Basic and query string, bearer tokens good and bad,
+ * passwords, enrollment tokens, agent credentials) leaves none of them in any log line.
+ */
+const PASSWORD = 'a-user-password-42';
+const setup = makeFixtures(2);
+setup.fixtures.tenants[0]!.users = [
+  { upn: 'ana@test.local', password: PASSWORD, scopes: ['Machine.Read'], rolePermissions: ['View data'] },
+];
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startTestServer({ fixtures: setup.fixtures, config: { logLevel: 'trace', agentPollSeconds: 0.2 } });
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+describe('log hygiene', () => {
+  it('no secret, password, token or credential appears in the logs', async () => {
+    const secrets: string[] = [TEST_SECRET, PASSWORD];
+    const access = await appToken(server, setup.tenantId, setup.clientId);
+    secrets.push(access, access.split('.')[2]!);
+    const delegated = await userToken(server, setup.tenantId, 'ana@test.local', PASSWORD);
+    secrets.push(delegated, delegated.split('.')[2]!);
+
+    // Client credentials by HTTP Basic, and as a GET query string (some clients do).
+    const basic = Buffer.from(`${setup.clientId}:${TEST_SECRET}`).toString('base64');
+    secrets.push(basic);
+    await fetch(`${server.url}/${setup.tenantId}/oauth2/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=client_credentials&resource=https://api.securitycenter.microsoft.com',
+    });
+    await fetch(`${server.url}/${setup.tenantId}/oauth2/token?grant_type=client_credentials&client_id=${setup.clientId}&client_secret=${TEST_SECRET}&resource=https://api.securitycenter.microsoft.com`);
+    // Wrong secrets and passwords are secrets too.
+    const wrong = 'wrong-secret-but-still-secret-99';
+    secrets.push(wrong);
+    await fetch(`${server.url}/${setup.tenantId}/oauth2/v2.0/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'password', username: 'ana@test.local', password: wrong, scope: 'https://api.securitycenter.microsoft.com/.default' }),
+    });
+
+    // Bearer tokens, valid and not.
+    const api = new Client(server.url, { authorization: `Bearer ${access}` });
+    const machine = setup.machines[0]!.id;
+    await api.get('/api/machines');
+    await api.post(`/api/machines/${machine}/isolate`, { Comment: 'logged?' });
+    await api.get('/api/machineactions/not-a-guid');
+    const forged = `${access.slice(0, -10)}AAAAAAAAAA`;
+    secrets.push(forged);
+    await new Client(server.url, { authorization: `Bearer ${forged}` }).get('/api/machines');
+    await new Client(server.url, { authorization: 'Bearer not-a-jwt-but-a-secret-value' }).get('/api/machines');
+    secrets.push('not-a-jwt-but-a-secret-value');
+
+    // Enrollment and agent credentials.
+    const enrollment = await enrollmentToken(server.store, setup.tenantId);
+    secrets.push(enrollment, enrollment.split('.')[1]!);
+    const agent = await startAgent(server.url, enrollment, 'hygiene.test', { '*': { durationMs: 10 } });
+    const credential = (await agent.state.loadCredentials())!.agentToken;
+    secrets.push(credential);
+    const created = await api.post(`/api/machines/${agent.machineId}/runAntiVirusScan`, { Comment: 'x', ScanType: 'Quick' });
+    await waitUntil(async () => (await api.get(`/api/machineactions/${created.body.id}`)).body.status === 'Succeeded');
+    await new Client(server.url).post('/agent/v1/enroll', { enrollmentToken: `${enrollment.split('.')[0]}.wrong-enrollment-secret`, machine: { computerDnsName: 'x' } });
+    secrets.push('wrong-enrollment-secret');
+    await agent.stop();
+
+    const logs = server.logs.join('\n');
+    expect(server.logs.length).toBeGreaterThan(30); // verbose logging really ran
+    for (const secret of secrets) expect(logs.includes(secret), `a log line holds ${secret.slice(0, 12)}...`).toBe(false);
+    expect(logs).toContain('client_secret=[redacted]');
+  });
+});
