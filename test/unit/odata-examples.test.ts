@@ -10,35 +10,8 @@ import {
   type EntitySetDef,
   type FilterExpr,
 } from '../../src/odata/index.js';
+import { SET, TAGS_SQL } from './odata-fixture.js';
 
-const STATUSES = ['Pending', 'InProgress', 'Succeeded', 'Failed', 'TimeOut', 'Cancelled'] as const;
-const TYPES = [
-  'RunAntiVirusScan',
-  'Offboard',
-  'LiveResponse',
-  'CollectInvestigationPackage',
-  'Isolate',
-  'Unisolate',
-  'StopAndQuarantineFile',
-  'RestrictCodeExecution',
-  'UnrestrictCodeExecution',
-] as const;
-const TAGS_SQL = 'EXISTS (SELECT 1 FROM action_tags g WHERE g.rid = a.rid AND g.tag = ?)';
-
-const SET: EntitySetDef = defineEntitySet({
-  name: 'MachineActions',
-  maxTop: 10000,
-  properties: [
-    { name: 'id', type: 'guid', column: 'a.id' },
-    { name: 'status', type: 'enum', column: 'a.status', enumValues: STATUSES },
-    { name: 'machineId', type: 'string', column: 'a.machine_id' },
-    { name: 'type', type: 'enum', column: 'a.type', enumValues: TYPES },
-    { name: 'requestor', type: 'string', column: 'a.requestor' },
-    { name: 'creationDateTimeUtc', type: 'datetime', column: 'a.created_at' },
-    { name: 'riskScore', type: 'number', column: 'a.risk_score' },
-    { name: 'machineTags', type: 'tags', column: '', existsSql: TAGS_SQL },
-  ],
-});
 
 /** Parses `$filter=<raw>` where raw is already URL-encoded as a client would send it. */
 function rawFilter(raw: string): FilterExpr | undefined {

@@ -10,7 +10,6 @@ import {
   ODataError,
   compileFilter,
   compileOrderBy,
-  defineEntitySet,
   parseDateTime,
   parseQueryOptions,
   type CompareOp,
@@ -20,42 +19,11 @@ import {
   type ODataQuery,
   type OrderByItem,
 } from '../../src/odata/index.js';
+import { SET, STATUSES, TYPES } from './odata-fixture.js';
 
 // ---------------------------------------------------------------------------------------------
 // The entity set (a machine-actions lookalike with a number and a tags property)
 
-const STATUSES = ['Pending', 'InProgress', 'Succeeded', 'Failed', 'TimeOut', 'Cancelled'] as const;
-const TYPES = [
-  'RunAntiVirusScan',
-  'Offboard',
-  'LiveResponse',
-  'CollectInvestigationPackage',
-  'Isolate',
-  'Unisolate',
-  'StopAndQuarantineFile',
-  'RestrictCodeExecution',
-  'UnrestrictCodeExecution',
-] as const;
-
-const SET: EntitySetDef = defineEntitySet({
-  name: 'MachineActions',
-  maxTop: 10000,
-  properties: [
-    { name: 'id', type: 'guid', column: 'a.id' },
-    { name: 'status', type: 'enum', column: 'a.status', enumValues: STATUSES },
-    { name: 'machineId', type: 'string', column: 'a.machine_id' },
-    { name: 'type', type: 'enum', column: 'a.type', enumValues: TYPES },
-    { name: 'requestor', type: 'string', column: 'a.requestor' },
-    { name: 'creationDateTimeUtc', type: 'datetime', column: 'a.created_at' },
-    { name: 'riskScore', type: 'number', column: 'a.risk_score' },
-    {
-      name: 'machineTags',
-      type: 'tags',
-      column: '',
-      existsSql: 'EXISTS (SELECT 1 FROM action_tags g WHERE g.rid = a.rid AND g.tag = ?)',
-    },
-  ],
-});
 
 interface Row {
   rid: number;

@@ -1,12 +1,32 @@
 /**
- * PostgreSQL schema, one entry per version, applied under an advisory lock so that several
- * server nodes starting together migrate once. Mirrors the SQLite schema column for column.
+ * The schema, one entry per version, written once and rendered for each backend (the only
+ * differences are integer widths, how an insertion sequence is declared, and PostgreSQL's shared
+ * rate-limit table). Applied in order, each in its own transaction, recorded in
+ * schema_migrations. Never edit a released entry: add a new one.
  */
-export const POSTGRES_MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
+
+export interface Dialect {
+  /** A 64-bit integer column (epoch milliseconds, ids). */
+  int: string;
+  /** An auto-incrementing primary key giving insertion order. */
+  serialKey: string;
+  postgres: boolean;
+}
+
+export const SQLITE: Dialect = { int: 'INTEGER', serialKey: 'INTEGER PRIMARY KEY AUTOINCREMENT', postgres: false };
+export const POSTGRES: Dialect = { int: 'BIGINT', serialKey: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY', postgres: true };
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: (d: Dialect) => string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'machine actions',
-    sql: `
+    sql: (d) => `
 CREATE TABLE tenants (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL
@@ -16,13 +36,13 @@ CREATE TABLE machines (
   tenant_id TEXT NOT NULL REFERENCES tenants(id),
   id TEXT NOT NULL,
   computer_dns_name TEXT NOT NULL,
-  first_seen BIGINT,
-  last_seen BIGINT,
+  first_seen ${d.int},
+  last_seen ${d.int},
   os_platform TEXT,
   os_version TEXT,
   os_processor TEXT,
   version TEXT,
-  os_build BIGINT,
+  os_build ${d.int},
   last_ip_address TEXT,
   last_external_ip_address TEXT,
   agent_version TEXT,
@@ -31,7 +51,7 @@ CREATE TABLE machines (
   defender_av_status TEXT,
   onboarding_status TEXT,
   device_value TEXT,
-  rbac_group_id BIGINT,
+  rbac_group_id ${d.int},
   rbac_group_name TEXT,
   risk_score TEXT,
   exposure_level TEXT,
@@ -45,7 +65,7 @@ CREATE INDEX machines_by_dns_name ON machines (tenant_id, lower(computer_dns_nam
 CREATE INDEX machines_by_aad_device_id ON machines (tenant_id, aad_device_id);
 
 CREATE TABLE machine_actions (
-  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  seq ${d.serialKey},
   id TEXT NOT NULL UNIQUE,
   tenant_id TEXT NOT NULL,
   type TEXT NOT NULL,
@@ -56,12 +76,12 @@ CREATE TABLE machine_actions (
   status TEXT NOT NULL,
   machine_id TEXT NOT NULL,
   computer_dns_name TEXT,
-  created_at BIGINT NOT NULL,
-  updated_at BIGINT NOT NULL,
+  created_at ${d.int} NOT NULL,
+  updated_at ${d.int} NOT NULL,
   cancellation_requestor TEXT,
   cancellation_comment TEXT,
-  cancelled_at BIGINT,
-  error_hresult BIGINT NOT NULL DEFAULT 0,
+  cancelled_at ${d.int},
+  error_hresult ${d.int} NOT NULL DEFAULT 0,
   scope TEXT,
   external_id TEXT,
   request_source TEXT NOT NULL,
@@ -69,9 +89,10 @@ CREATE TABLE machine_actions (
   commands TEXT NOT NULL DEFAULT '[]',
   troubleshoot_info TEXT,
   conflict_key TEXT NOT NULL,
-  started_at BIGINT,
+  started_at ${d.int},
   FOREIGN KEY (tenant_id, machine_id) REFERENCES machines (tenant_id, id)
 );
+-- The conflict-group rule (contract §4) enforced by the database itself.
 CREATE UNIQUE INDEX machine_actions_one_active ON machine_actions (tenant_id, machine_id, conflict_key)
   WHERE status IN ('Pending', 'InProgress');
 CREATE INDEX machine_actions_by_time ON machine_actions (tenant_id, created_at, seq);
@@ -80,10 +101,10 @@ CREATE INDEX machine_actions_active ON machine_actions (status, created_at)
   WHERE status IN ('Pending', 'InProgress');
 
 CREATE TABLE action_events (
-  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  seq ${d.serialKey},
   tenant_id TEXT NOT NULL,
   action_id TEXT NOT NULL REFERENCES machine_actions (id),
-  at BIGINT NOT NULL,
+  at ${d.int} NOT NULL,
   actor TEXT NOT NULL,
   kind TEXT NOT NULL,
   from_status TEXT,
@@ -97,7 +118,7 @@ CREATE INDEX action_events_by_action ON action_events (action_id, seq);
   {
     version: 2,
     name: 'identity',
-    sql: `
+    sql: (d) => `
 CREATE TABLE applications (
   tenant_id TEXT NOT NULL REFERENCES tenants (id),
   client_id TEXT NOT NULL,
@@ -105,7 +126,7 @@ CREATE TABLE applications (
   display_name TEXT NOT NULL,
   secret_hash TEXT NOT NULL,
   roles TEXT NOT NULL,
-  created_at BIGINT NOT NULL,
+  created_at ${d.int} NOT NULL,
   PRIMARY KEY (tenant_id, client_id)
 );
 
@@ -117,7 +138,7 @@ CREATE TABLE users (
   scopes TEXT NOT NULL,
   role_permissions TEXT NOT NULL,
   device_groups TEXT,
-  created_at BIGINT NOT NULL,
+  created_at ${d.int} NOT NULL,
   PRIMARY KEY (tenant_id, object_id)
 );
 CREATE UNIQUE INDEX users_by_upn ON users (tenant_id, lower(upn));
@@ -127,30 +148,34 @@ CREATE TABLE signing_keys (
   alg TEXT NOT NULL,
   private_pem TEXT NOT NULL,
   public_jwk TEXT NOT NULL,
-  created_at BIGINT NOT NULL,
-  retired_at BIGINT
+  created_at ${d.int} NOT NULL,
+  retired_at ${d.int}
 );
-
+${
+      d.postgres
+        ? `
 -- rate-limiter-flexible's table, shared by every server node.
 CREATE TABLE rate_limits (
   key VARCHAR(255) PRIMARY KEY,
   points INTEGER NOT NULL DEFAULT 0,
   expire BIGINT
 );
-`,
+`
+        : ''
+    }`,
   },
   {
     version: 3,
     name: 'agents',
-    sql: `
+    sql: (d) => `
 CREATE TABLE enrollment_secrets (
   id TEXT PRIMARY KEY,
   tenant_id TEXT NOT NULL REFERENCES tenants (id),
   label TEXT NOT NULL,
   secret_hash TEXT NOT NULL,
-  rbac_group_id BIGINT,
+  rbac_group_id ${d.int},
   rbac_group_name TEXT,
-  created_at BIGINT NOT NULL
+  created_at ${d.int} NOT NULL
 );
 CREATE INDEX enrollment_secrets_by_tenant ON enrollment_secrets (tenant_id, label);
 
@@ -158,8 +183,8 @@ CREATE TABLE agent_credentials (
   token_hash TEXT PRIMARY KEY,
   tenant_id TEXT NOT NULL,
   machine_id TEXT NOT NULL,
-  created_at BIGINT NOT NULL,
-  revoked_at BIGINT,
+  created_at ${d.int} NOT NULL,
+  revoked_at ${d.int},
   FOREIGN KEY (tenant_id, machine_id) REFERENCES machines (tenant_id, id)
 );
 CREATE INDEX agent_credentials_by_machine ON agent_credentials (tenant_id, machine_id);

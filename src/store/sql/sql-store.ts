@@ -1,0 +1,287 @@
+import type {
+  ActionEvent,
+  AgentCredential,
+  Application,
+  EnrollmentSecret,
+  Machine,
+  MachineAction,
+  SigningKey,
+  Tenant,
+  User,
+} from '../../domain/model.js';
+import { MACHINE_ACTION_SET } from '../../domain/query-sets.js';
+import type { CheckinInfo, EventInput, InsertOutcome, ListQuery, Overdue, Page, Store, Transition } from '../../domain/store.js';
+import type { EntitySetDef } from '../../odata/index.js';
+import * as Q from './queries.js';
+import * as R from './rows.js';
+import type { Row } from './rows.js';
+
+/**
+ * One statement of a write. Writes of several statements are written once, as generators that
+ * yield their statements and receive each one's result, and every backend drives them its own
+ * way inside a transaction: SQLite synchronously within its group commit, PostgreSQL awaiting
+ * each round trip.
+ */
+export interface Step {
+  sql: string;
+  params: unknown[];
+  /** PostgreSQL: lock the rows read until the transaction ends (SELECT ... FOR UPDATE). */
+  forUpdate?: boolean;
+  /** PostgreSQL: serialise with every other transaction taking this key (SQLite writes are serial). */
+  lock?: string;
+}
+
+export interface StepResult {
+  rows: Row[];
+  changes: number;
+}
+
+export type Operation<T> = Generator<Step, T, StepResult>;
+
+function* insertEvent(
+  tenantId: string,
+  actionId: string,
+  kind: ActionEvent['kind'],
+  from: string | null,
+  to: string | null,
+  e: EventInput,
+): Operation<void> {
+  yield {
+    sql: Q.INSERT_EVENT,
+    params: [tenantId, actionId, e.at, e.actor, kind, from, to, e.comment, e.detail ? JSON.stringify(e.detail) : null],
+  };
+}
+
+function* insertAction(action: MachineAction, event: EventInput, limit: number | undefined): Operation<InsertOutcome> {
+  if (limit !== undefined) {
+    const { rows } = yield {
+      sql: Q.COUNT_ACTIVE_OF_TYPE,
+      params: [action.tenantId, action.type],
+      lock: `${action.tenantId}:${action.type}`,
+    };
+    if (Number(rows[0]!.n) >= limit) return 'limit';
+  }
+  // The conflict-group index refuses a second active action: then nothing is inserted.
+  const { changes } = yield { sql: Q.INSERT_ACTION, params: R.actionParams(action) };
+  if (changes === 0) return 'conflict';
+  yield* insertEvent(action.tenantId, action.id, 'created', null, action.status, event);
+  return 'inserted';
+}
+
+function* transitionAction(change: Transition): Operation<MachineAction | null> {
+  const { rows } = yield { sql: Q.SELECT_ACTION_STATUS, params: [change.tenantId, change.actionId], forUpdate: true };
+  const current = rows[0];
+  if (!current || !change.from.includes(current.status as MachineAction['status'])) return null;
+  const patch = R.patchAssignments(change.patch);
+  const updated = yield {
+    sql: `UPDATE machine_actions SET status = ?, updated_at = ?${patch.sql.map((s) => `, ${s}`).join('')}
+      WHERE tenant_id = ? AND id = ? AND status IN (${R.placeholders(change.from.length)}) RETURNING *`,
+    params: [change.to, change.event.at, ...patch.params, change.tenantId, change.actionId, ...change.from],
+  };
+  const row = updated.rows[0];
+  if (!row) return null;
+  yield* insertEvent(change.tenantId, change.actionId, change.event.kind ?? 'transition', String(current.status), change.to, change.event);
+  return R.rowToAction(row);
+}
+
+function* appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kind'], event: EventInput): Operation<void> {
+  const { rows } = yield { sql: Q.SELECT_ACTION_STATUS, params: [tenantId, actionId], forUpdate: true };
+  if (!rows[0]) return;
+  const status = String(rows[0].status);
+  yield* insertEvent(tenantId, actionId, kind, status, status, event);
+}
+
+/**
+ * Every Store method, written once over two primitives a backend provides: `query` (a read)
+ * and `transaction` (drives an Operation). The shared contract suite (test/store) runs every
+ * backend through all of them.
+ */
+export abstract class SqlStore implements Store {
+  abstract readonly backend: 'sqlite' | 'postgres';
+  /** The machines' filterable properties, with this backend's SQL for tags. */
+  protected abstract readonly machineSet: EntitySetDef;
+
+  abstract close(): Promise<void>;
+  protected abstract query(sql: string, params: unknown[]): Promise<Row[]>;
+  protected abstract transaction<T>(operation: () => Operation<T>): Promise<T>;
+
+  /** A write of one statement; resolves with the number of rows it changed. */
+  protected exec(sql: string, params: unknown[]): Promise<number> {
+    return this.transaction(function* () {
+      return (yield { sql, params }).changes;
+    });
+  }
+
+  private async one<T>(sql: string, params: unknown[], map: (r: Row) => T): Promise<T | null> {
+    const [row] = await this.query(sql, params);
+    return row ? map(row) : null;
+  }
+
+  private async many<T>(sql: string, params: unknown[], map: (r: Row) => T): Promise<T[]> {
+    return (await this.query(sql, params)).map(map);
+  }
+
+  private async page<T>(q: { page: Q.Sql; count: Q.Sql }, query: ListQuery, map: (r: Row) => T): Promise<Page<T>> {
+    const rows = await this.query(q.page.sql, q.page.params);
+    const hasMore = rows.length > query.top;
+    const items = (hasMore ? rows.slice(0, query.top) : rows).map(map);
+    const count = query.count ? Number((await this.query(q.count.sql, q.count.params))[0]!.n) : null;
+    return { items, count, hasMore };
+  }
+
+  async upsertTenant(tenant: Tenant): Promise<void> {
+    await this.exec(Q.UPSERT_TENANT, [tenant.id, tenant.name]);
+  }
+
+  getTenant(id: string): Promise<Tenant | null> {
+    return this.one('SELECT id, name FROM tenants WHERE id = ?', [id], rowToTenant);
+  }
+
+  listTenants(): Promise<Tenant[]> {
+    return this.many(Q.SELECT_TENANTS, [], rowToTenant);
+  }
+
+  async upsertApplication(app: Application): Promise<void> {
+    await this.exec(Q.UPSERT_APPLICATION, R.applicationParams(app));
+  }
+
+  getApplication(tenantId: string, clientId: string): Promise<Application | null> {
+    return this.one(Q.SELECT_APPLICATION, [tenantId, clientId], R.rowToApplication);
+  }
+
+  listApplications(tenantId: string): Promise<Application[]> {
+    return this.many(Q.SELECT_APPLICATIONS, [tenantId], R.rowToApplication);
+  }
+
+  async deleteApplication(tenantId: string, clientId: string): Promise<boolean> {
+    return (await this.exec(Q.DELETE_APPLICATION, [tenantId, clientId])) > 0;
+  }
+
+  async upsertUser(user: User): Promise<void> {
+    await this.exec(Q.UPSERT_USER, R.userParams(user));
+  }
+
+  getUserByObjectId(tenantId: string, objectId: string): Promise<User | null> {
+    return this.one(Q.SELECT_USER_BY_OID, [tenantId, objectId], R.rowToUser);
+  }
+
+  getUserByUpn(tenantId: string, upn: string): Promise<User | null> {
+    return this.one(Q.SELECT_USER_BY_UPN, [tenantId, upn], R.rowToUser);
+  }
+
+  listUsers(tenantId: string): Promise<User[]> {
+    return this.many(Q.SELECT_USERS, [tenantId], R.rowToUser);
+  }
+
+  async deleteUser(tenantId: string, objectId: string): Promise<boolean> {
+    return (await this.exec(Q.DELETE_USER, [tenantId, objectId])) > 0;
+  }
+
+  async insertSigningKey(key: SigningKey): Promise<void> {
+    await this.exec(Q.INSERT_SIGNING_KEY, R.signingKeyParams(key));
+  }
+
+  async retireSigningKeysExcept(kid: string, at: number): Promise<void> {
+    await this.exec(Q.RETIRE_SIGNING_KEYS, [at, kid]);
+  }
+
+  async pruneSigningKeys(before: number): Promise<void> {
+    await this.exec(Q.PRUNE_SIGNING_KEYS, [before]);
+  }
+
+  listSigningKeys(): Promise<SigningKey[]> {
+    return this.many(Q.SELECT_SIGNING_KEYS, [], R.rowToSigningKey);
+  }
+
+  async upsertMachine(machine: Machine): Promise<void> {
+    await this.exec(Q.UPSERT_MACHINE, R.machineParams(machine));
+  }
+
+  findMachine(tenantId: string, key: string, also: { aadDeviceId: boolean; computerDnsName: boolean }): Promise<Machine | null> {
+    const params: unknown[] = [tenantId, key];
+    if (also.aadDeviceId) params.push(key);
+    if (also.computerDnsName) params.push(key);
+    params.push(key);
+    return this.one(Q.selectMachine(also), params, R.rowToMachine);
+  }
+
+  listMachines(tenantId: string, query: ListQuery): Promise<Page<Machine>> {
+    return this.page(Q.listSql(Q.MACHINE_LIST, this.machineSet, tenantId, query, 'm.computer_dns_name ASC'), query, R.rowToMachine);
+  }
+
+  insertAction(action: MachineAction, event: EventInput, limit?: number): Promise<InsertOutcome> {
+    return this.transaction(() => insertAction(action, event, limit));
+  }
+
+  getAction(tenantId: string, id: string): Promise<MachineAction | null> {
+    return this.one(Q.SELECT_ACTION, [tenantId, id], R.rowToAction);
+  }
+
+  listActions(tenantId: string, query: ListQuery): Promise<Page<MachineAction>> {
+    return this.page(Q.listSql(Q.ACTION_LIST, MACHINE_ACTION_SET, tenantId, query, 'a.created_at DESC'), query, R.rowToAction);
+  }
+
+  transitionAction(change: Transition): Promise<MachineAction | null> {
+    return this.transaction(() => transitionAction(change));
+  }
+
+  listEvents(tenantId: string, actionId: string): Promise<ActionEvent[]> {
+    return this.many(Q.SELECT_EVENTS, [tenantId, actionId], R.rowToEvent);
+  }
+
+  appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kind'], event: EventInput): Promise<void> {
+    return this.transaction(() => appendEvent(tenantId, actionId, kind, event));
+  }
+
+  listActiveActionsForMachine(tenantId: string, machineId: string): Promise<MachineAction[]> {
+    return this.many(Q.SELECT_ACTIVE_FOR_MACHINE, [tenantId, machineId], R.rowToAction);
+  }
+
+  async getActionsOfMachine(tenantId: string, machineId: string, ids: readonly string[]): Promise<MachineAction[]> {
+    if (ids.length === 0) return [];
+    return this.many(Q.selectActionsOfMachine(ids.length), [tenantId, machineId, ...ids], R.rowToAction);
+  }
+
+  listOverdueActions(overdue: Overdue, limit: number): Promise<MachineAction[]> {
+    const q = Q.overdueSql(overdue, limit);
+    return this.many(q.sql, q.params, R.rowToAction);
+  }
+
+  async upsertEnrollmentSecret(secret: EnrollmentSecret): Promise<void> {
+    await this.exec(Q.UPSERT_ENROLLMENT_SECRET, R.enrollmentSecretParams(secret));
+  }
+
+  getEnrollmentSecret(id: string): Promise<EnrollmentSecret | null> {
+    return this.one(Q.SELECT_ENROLLMENT_SECRET, [id], R.rowToEnrollmentSecret);
+  }
+
+  listEnrollmentSecrets(tenantId: string): Promise<EnrollmentSecret[]> {
+    return this.many(Q.SELECT_ENROLLMENT_SECRETS, [tenantId], R.rowToEnrollmentSecret);
+  }
+
+  async deleteEnrollmentSecrets(tenantId: string, label: string): Promise<void> {
+    await this.exec(Q.DELETE_ENROLLMENT_SECRETS, [tenantId, label]);
+  }
+
+  async insertAgentCredential(credential: AgentCredential): Promise<void> {
+    await this.exec(Q.INSERT_AGENT_CREDENTIAL, R.agentCredentialParams(credential));
+  }
+
+  findAgentCredential(tokenHash: string): Promise<AgentCredential | null> {
+    return this.one(Q.SELECT_AGENT_CREDENTIAL, [tokenHash], R.rowToAgentCredential);
+  }
+
+  async revokeAgentCredentials(tenantId: string, machineId: string, at: number): Promise<void> {
+    await this.exec(Q.REVOKE_AGENT_CREDENTIALS, [at, tenantId, machineId]);
+  }
+
+  async recordCheckin(tenantId: string, machineId: string, at: number, info: CheckinInfo): Promise<void> {
+    await this.exec(Q.recordCheckinSql(info), Q.checkinParams(tenantId, machineId, at, info));
+  }
+
+  markInactiveMachines(seenBefore: number): Promise<number> {
+    return this.exec(Q.MARK_INACTIVE, [seenBefore]);
+  }
+}
+
+const rowToTenant = (r: Row): Tenant => ({ id: String(r.id), name: String(r.name) });
