@@ -213,7 +213,7 @@ export class Agent {
     );
     await this.options.state.removeJournal(action.id);
     this.log('reported', { actionId: action.id, status: result?.status, applied: result?.applied });
-    if (action.type === 'Offboard' && outcome.status === 'Succeeded' && result?.applied) {
+    if (action.type === 'Offboard' && result?.status === 'Succeeded') {
       // The server revoked this agent's credential; nothing more to do on this machine.
       this.stoppedBecause = 'offboarded';
       await this.options.state.clearCredentials();

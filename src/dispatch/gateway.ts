@@ -121,11 +121,9 @@ export class AgentGateway implements ActionListener {
       machineTags: previous?.machineTags ?? [],
       ipAddresses: m.ipAddresses ?? previous?.ipAddresses ?? [],
     };
-    await this.store.upsertMachine(machine);
-    await this.store.revokeAgentCredentials(tenantId, machine.id, now);
-    this.forgetMachine(tenantId, machine.id);
     const agentToken = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
-    await this.store.insertAgentCredential({ tokenHash: hashToken(agentToken), tenantId, machineId: machine.id, createdAt: now, revokedAt: null });
+    await this.store.attachAgent(machine, { tokenHash: hashToken(agentToken), tenantId, machineId: machine.id, createdAt: now, revokedAt: null });
+    this.forgetMachine(tenantId, machine.id);
     return { tenantId, machineId: machine.id, agentToken };
   }
 
@@ -221,11 +219,10 @@ export class AgentGateway implements ActionListener {
   async report(agent: AgentIdentity, actionId: string, outcome: MachineOutcome): Promise<ReportResponse> {
     const action = await this.ownAction(agent, actionId);
     if (outcome.commands) checkCommands(action, outcome.commands);
-    const result = await this.actions.report(agent, action.id, outcome);
+    const result = await this.actions.report(agent, action, outcome);
     if (!result) throw ERRORS.ActionNotFound(actionId);
-    if (result.applied && action.type === 'Offboard' && outcome.status === 'Succeeded') {
-      // An offboarded machine's agent is done: its credential stops working at once.
-      await this.store.revokeAgentCredentials(agent.tenantId, agent.machineId, this.now());
+    if (action.type === 'Offboard' && result.action.status === 'Succeeded') {
+      // The success revoked the credential in its own transaction; forget the cached one now.
       this.forgetMachine(agent.tenantId, agent.machineId);
     }
     return { status: result.action.status, applied: result.applied };

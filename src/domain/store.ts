@@ -65,8 +65,11 @@ export interface Store {
    */
   transitionAction(change: Transition): Promise<MachineAction | null>;
   listEvents(tenantId: string, actionId: string): Promise<ActionEvent[]>;
-  /** Appends a history event without changing the action (e.g. a report after it was final). */
-  appendEvent(tenantId: string, actionId: string, kind: ActionEventKind, event: EventInput): Promise<void>;
+  /**
+   * Appends a history event without changing the action (e.g. a report after it was final).
+   * Returns false when nothing was appended: no such action, or its reportId is already recorded.
+   */
+  appendEvent(tenantId: string, actionId: string, kind: ActionEventKind, event: EventInput): Promise<boolean>;
 
   /** Pending and InProgress actions of one machine, oldest first. */
   listActiveActionsForMachine(tenantId: string, machineId: string): Promise<MachineAction[]>;
@@ -81,7 +84,11 @@ export interface Store {
   /** Removes the tenant's secrets with that label (a new one replaces them). */
   deleteEnrollmentSecrets(tenantId: string, label: string): Promise<void>;
 
-  insertAgentCredential(credential: AgentCredential): Promise<void>;
+  /**
+   * Enrollment, in one transaction: the machine is created or updated, its earlier credentials
+   * are revoked and the new one is stored.
+   */
+  attachAgent(machine: Machine, credential: AgentCredential): Promise<void>;
   findAgentCredential(tokenHash: string): Promise<AgentCredential | null>;
   revokeAgentCredentials(tenantId: string, machineId: string, at: number): Promise<void>;
   /** A check-in: lastSeen, Active, and what the agent says of itself. */
@@ -125,6 +132,8 @@ export interface EventInput {
   actor: string;
   comment: string | null;
   detail?: Record<string, unknown> | null;
+  /** The machine's id for a report: an event with the same id for the action is not recorded twice. */
+  reportId?: string;
 }
 
 /** Fields a transition may set besides status and lastUpdateDateTimeUtc. */
@@ -148,4 +157,6 @@ export interface Transition {
   to: ActionStatus;
   patch: TransitionPatch;
   event: EventInput & { kind?: ActionEventKind };
+  /** Also revoke the agent credentials of the action's machine, in the same transaction. */
+  revokeAgentCredentials?: boolean;
 }

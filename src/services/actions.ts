@@ -175,8 +175,9 @@ export class ActionsService {
    * arrives after a cancel or a timeout is kept in the history and changes nothing (contract
    * §4). The same report sent twice (same reportId) is recorded once.
    */
-  async report(machine: MachineRef, actionId: string, outcome: MachineOutcome): Promise<{ action: MachineAction; applied: boolean } | null> {
+  async report(machine: MachineRef, action: MachineAction, outcome: MachineOutcome): Promise<{ action: MachineAction; applied: boolean } | null> {
     const now = this.now();
+    const actionId = action.id;
     const detail = { reportId: outcome.reportId, errorHResult: outcome.errorHResult, ...(outcome.detail ?? {}) };
     const ended = await this.store.transitionAction({
       tenantId: machine.tenantId,
@@ -188,20 +189,21 @@ export class ActionsService {
         troubleshootInfo: outcome.troubleshootInfo,
         ...(outcome.commands ? { commands: outcome.commands } : {}),
       },
-      event: { at: now, actor: machine.name, comment: outcome.troubleshootInfo, detail },
+      event: { at: now, actor: machine.name, comment: outcome.troubleshootInfo, detail, reportId: outcome.reportId },
+      // An offboarded machine's agent is done: its credential ends with the action's success.
+      revokeAgentCredentials: action.type === 'Offboard' && outcome.status === 'Succeeded',
     });
     if (ended) return { action: ended, applied: true };
     const current = await this.store.getAction(machine.tenantId, actionId);
     if (!current) return null;
-    const events = await this.store.listEvents(machine.tenantId, actionId);
-    if (!events.some((e) => e.detail?.reportId === outcome.reportId)) {
-      await this.store.appendEvent(machine.tenantId, actionId, 'late-report', {
-        at: now,
-        actor: machine.name,
-        comment: `reported ${outcome.status} after the action was ${current.status}`,
-        detail: { ...detail, status: outcome.status, ...(outcome.commands ? { commands: summarize(outcome.commands) } : {}) },
-      });
-    }
+    // Kept in the history; the store records a reportId once, so a repeated report adds nothing.
+    await this.store.appendEvent(machine.tenantId, actionId, 'late-report', {
+      at: now,
+      actor: machine.name,
+      comment: `reported ${outcome.status} after the action was ${current.status}`,
+      detail: { ...detail, status: outcome.status, ...(outcome.commands ? { commands: summarize(outcome.commands) } : {}) },
+      reportId: outcome.reportId,
+    });
     return { action: current, applied: false };
   }
 

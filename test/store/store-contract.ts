@@ -304,10 +304,16 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       expect(await store.getEnrollmentSecret(secret.id)).toBeNull();
 
       const credential = { tokenHash: `t-${randomUUID()}`, tenantId, machineId: machine.id, createdAt: 1, revokedAt: null };
-      await store.insertAgentCredential(credential);
+      await store.attachAgent({ ...machine, agentVersion: '1.0' }, credential);
       expect(await store.findAgentCredential(credential.tokenHash)).toEqual(credential);
+      expect((await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false }))?.agentVersion).toBe('1.0');
+      // Attaching again replaces the credential: the earlier one is revoked in the same transaction.
+      const second = { ...credential, tokenHash: `t-${randomUUID()}`, createdAt: 5 };
+      await store.attachAgent(machine, second);
+      expect((await store.findAgentCredential(credential.tokenHash))?.revokedAt).toBe(5);
+      expect((await store.findAgentCredential(second.tokenHash))?.revokedAt).toBeNull();
       await store.revokeAgentCredentials(tenantId, machine.id, 9);
-      expect((await store.findAgentCredential(credential.tokenHash))?.revokedAt).toBe(9);
+      expect((await store.findAgentCredential(second.tokenHash))?.revokedAt).toBe(9);
 
       await store.recordCheckin(tenantId, machine.id, 50, { agentVersion: '9.9', lastIpAddress: '10.9.9.9' });
       let seen = await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false });
@@ -335,7 +341,10 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       expect((await store.listOverdueActions({ status: 'InProgress', types: ['Isolate'], before: 26 }, 100)).map((a) => a.id)).not.toContain(running.id);
       expect((await store.listOverdueActions({ status: 'InProgress', types: ['RunAntiVirusScan'], before: 24 }, 100)).map((a) => a.id)).not.toContain(running.id);
 
-      await store.appendEvent(tenantId, done.id, 'late-report', { at: 40, actor: 'm', comment: 'late', detail: { reportId: 'r1' } });
+      expect(await store.appendEvent(tenantId, done.id, 'late-report', { at: 40, actor: 'm', comment: 'late', detail: { reportId: 'r1' }, reportId: 'r1' })).toBe(true);
+      // The same report again is not recorded twice.
+      expect(await store.appendEvent(tenantId, done.id, 'late-report', { at: 41, actor: 'm', comment: 'late', detail: { reportId: 'r1' }, reportId: 'r1' })).toBe(false);
+      expect(await store.appendEvent(tenantId, randomUUID(), 'late-report', { at: 41, actor: 'm', comment: 'x' })).toBe(false);
       const history = await store.listEvents(tenantId, done.id);
       expect(history.at(-1)).toMatchObject({ kind: 'late-report', fromStatus: 'Cancelled', toStatus: 'Cancelled', detail: { reportId: 'r1' } });
       expect((await store.getAction(tenantId, done.id))?.lastUpdateDateTimeUtc).toBe(31);

@@ -32,8 +32,8 @@ export const INSERT_ACTION = `INSERT INTO machine_actions (${ACTION_COLUMNS.join
   VALUES (${placeholders(ACTION_COLUMNS.length)}) ON CONFLICT DO NOTHING`;
 
 export const INSERT_EVENT = `INSERT INTO action_events
-  (tenant_id, action_id, at, actor, kind, from_status, to_status, comment, detail)
-  VALUES (${placeholders(9)})`;
+  (tenant_id, action_id, at, actor, kind, from_status, to_status, comment, detail, report_id)
+  VALUES (${placeholders(10)}) ON CONFLICT DO NOTHING`;
 
 export const UPSERT_MACHINE = upsert('machines', MACHINE_COLUMNS, ['tenant_id', 'id']);
 export const UPSERT_TENANT = upsert('tenants', ['id', 'name'], ['id']);

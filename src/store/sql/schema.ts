@@ -191,4 +191,14 @@ CREATE INDEX agent_credentials_by_machine ON agent_credentials (tenant_id, machi
 CREATE INDEX machines_by_health ON machines (health_status, last_seen);
 `,
   },
+  {
+    version: 4,
+    name: 'report ids',
+    // A machine's report is recorded once: its id is unique per action, so a retried or
+    // duplicated report inserts nothing, decided by the database.
+    sql: () => `
+ALTER TABLE action_events ADD COLUMN report_id TEXT;
+CREATE UNIQUE INDEX action_events_one_report ON action_events (action_id, report_id) WHERE report_id IS NOT NULL;
+`,
+  },
 ];

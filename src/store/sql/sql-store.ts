@@ -45,11 +45,12 @@ function* insertEvent(
   from: string | null,
   to: string | null,
   e: EventInput,
-): Operation<void> {
-  yield {
+): Operation<boolean> {
+  const { changes } = yield {
     sql: Q.INSERT_EVENT,
-    params: [tenantId, actionId, e.at, e.actor, kind, from, to, e.comment, e.detail ? JSON.stringify(e.detail) : null],
+    params: [tenantId, actionId, e.at, e.actor, kind, from, to, e.comment, e.detail ? JSON.stringify(e.detail) : null, e.reportId ?? null],
   };
+  return changes > 0;
 }
 
 function* insertAction(action: MachineAction, event: EventInput, limit: number | undefined): Operation<InsertOutcome> {
@@ -81,14 +82,18 @@ function* transitionAction(change: Transition): Operation<MachineAction | null> 
   const row = updated.rows[0];
   if (!row) return null;
   yield* insertEvent(change.tenantId, change.actionId, change.event.kind ?? 'transition', String(current.status), change.to, change.event);
-  return R.rowToAction(row);
+  const action = R.rowToAction(row);
+  if (change.revokeAgentCredentials) {
+    yield { sql: Q.REVOKE_AGENT_CREDENTIALS, params: [change.event.at, action.tenantId, action.machineId] };
+  }
+  return action;
 }
 
-function* appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kind'], event: EventInput): Operation<void> {
+function* appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kind'], event: EventInput): Operation<boolean> {
   const { rows } = yield { sql: Q.SELECT_ACTION_STATUS, params: [tenantId, actionId], forUpdate: true };
-  if (!rows[0]) return;
+  if (!rows[0]) return false;
   const status = String(rows[0].status);
-  yield* insertEvent(tenantId, actionId, kind, status, status, event);
+  return yield* insertEvent(tenantId, actionId, kind, status, status, event);
 }
 
 /**
@@ -229,7 +234,7 @@ export abstract class SqlStore implements Store {
     return this.many(Q.SELECT_EVENTS, [tenantId, actionId], R.rowToEvent);
   }
 
-  appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kind'], event: EventInput): Promise<void> {
+  appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kind'], event: EventInput): Promise<boolean> {
     return this.transaction(() => appendEvent(tenantId, actionId, kind, event));
   }
 
@@ -263,8 +268,12 @@ export abstract class SqlStore implements Store {
     await this.exec(Q.DELETE_ENROLLMENT_SECRETS, [tenantId, label]);
   }
 
-  async insertAgentCredential(credential: AgentCredential): Promise<void> {
-    await this.exec(Q.INSERT_AGENT_CREDENTIAL, R.agentCredentialParams(credential));
+  attachAgent(machine: Machine, credential: AgentCredential): Promise<void> {
+    return this.transaction(function* () {
+      yield { sql: Q.UPSERT_MACHINE, params: R.machineParams(machine) };
+      yield { sql: Q.REVOKE_AGENT_CREDENTIALS, params: [credential.createdAt, machine.tenantId, machine.id] };
+      yield { sql: Q.INSERT_AGENT_CREDENTIAL, params: R.agentCredentialParams(credential) };
+    });
   }
 
   findAgentCredential(tokenHash: string): Promise<AgentCredential | null> {
