@@ -14,6 +14,7 @@ import { registerAgentRoutes } from './dispatch/routes.js';
 import { Sweeper } from './dispatch/sweeper.js';
 import { LocalNotifier, PostgresNotifier, Waiters, type Notifier } from './dispatch/waiters.js';
 import { ACTION_CATALOG } from './domain/catalog.js';
+import type { Machine } from './domain/model.js';
 import type { Store } from './domain/store.js';
 import { fixtureMachine, readFixtures, type Fixtures } from './fixtures.js';
 import { TokenAuthenticator } from './identity/authenticator.js';
@@ -59,16 +60,15 @@ export async function loadFixtures(store: Store, directory: Directory, fixtures:
     for (const machine of tenant.machines ?? []) {
       const fresh = fixtureMachine(tenantId, machine, now);
       const existing = await store.findMachine(tenantId, fresh.id, { aadDeviceId: false, computerDnsName: false });
-      // A reload keeps what the server has learnt since (first/last seen), unless the file says otherwise.
-      await store.upsertMachine(
-        existing
-          ? {
-              ...fresh,
-              firstSeen: machine.firstSeen ? fresh.firstSeen : existing.firstSeen,
-              lastSeen: machine.lastSeen ? fresh.lastSeen : existing.lastSeen,
-            }
-          : fresh,
-      );
+      // On a reload the file only says what it says: fields it gives win, the others keep what
+      // the server has learnt since (from check-ins, enrollment, first/last seen).
+      const merged: Machine = existing ? { ...existing } : fresh;
+      if (existing) {
+        for (const key of Object.keys(machine) as (keyof typeof machine)[]) {
+          (merged as unknown as Record<string, unknown>)[key] = fresh[key as keyof Machine];
+        }
+      }
+      await store.upsertMachine(merged);
     }
     for (const app of tenant.applications ?? []) {
       await directory.addApplication(tenantId, {
