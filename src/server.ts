@@ -26,7 +26,7 @@ import { TokenIssuer, acceptedAudiences } from './identity/tokens.js';
 import { createLogger } from './logger.js';
 import { ActionsService } from './services/actions.js';
 import { MachinesService } from './services/machines.js';
-import { PostgresStore } from './store/postgres/postgres-store.js';
+import type { PostgresStore } from './store/postgres/postgres-store.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 
 export interface RunningServer {
@@ -46,11 +46,19 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function openStore(config: ServerConfig): Promise<Store> {
-  if (config.databaseUrl) return PostgresStore.connect(config.databaseUrl);
+/** The configured store. PostgreSQL's driver is only loaded when it is used. */
+export async function openStore(config: ServerConfig, logger?: Logger): Promise<Store> {
+  if (config.databaseUrl) {
+    const { PostgresStore } = await import('./store/postgres/postgres-store.js');
+    return PostgresStore.connect(config.databaseUrl);
+  }
   mkdirSync(config.dataDir, { recursive: true });
-  return SqliteStore.open(join(config.dataDir, 'countermand.db'));
+  return SqliteStore.open(join(config.dataDir, 'countermand.db'), {
+    onWarning: (message) => logger?.warn({ reason: message }, 'background WAL checkpoint failed'),
+  });
 }
+
+const postgresPool = (store: Store) => (store.backend === 'postgres' ? (store as PostgresStore).pool : null);
 
 /** Upserts the fixtures' tenants, machines, applications and users. */
 export async function loadFixtures(store: Store, directory: Directory, fixtures: Fixtures): Promise<void> {
@@ -106,7 +114,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
   const fixtures = config.fixtures ? readFixtures(config.fixtures) : null;
   const simulation = parseFleetSimulation(config);
   const tls = config.tlsCertFile && config.tlsKeyFile ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) } : null;
-  const store = await openStore(config);
+  const store = await openStore(config, logger);
   const stops: (() => Promise<void> | void)[] = [() => store.close()];
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop();
@@ -124,10 +132,10 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     const machines = new MachinesService(store);
     const actions = new ActionsService({ store, machines });
     const waiters = new Waiters();
-    const notifier: Notifier =
-      store instanceof PostgresStore
-        ? await PostgresNotifier.start(waiters, store.pool, (error) => logger.warn({ err: error }, 'dispatch notification failed'))
-        : new LocalNotifier(waiters);
+    const pool = postgresPool(store);
+    const notifier: Notifier = pool
+      ? await PostgresNotifier.start(waiters, pool, (error) => logger.warn({ err: error }, 'dispatch notification failed'))
+      : new LocalNotifier(waiters);
     stops.push(() => notifier.close());
     const gateway = new AgentGateway({ store, actions, waiters, notifier, pollSeconds: config.agentPollSeconds });
     actions.setListener(gateway);
@@ -152,7 +160,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       enabled: config.rateLimitsEnabled,
       pointsScale: config.rateLimitScale,
       windowScale: config.rateLimitWindowScale,
-      ...(store instanceof PostgresStore ? { pool: store.pool } : {}),
+      ...(pool ? { pool } : {}),
     });
     const issuer = new TokenIssuer(keys, config.issuerBase);
     const app = buildApp({

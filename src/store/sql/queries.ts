@@ -45,14 +45,15 @@ export const SELECT_ACTION = 'SELECT a.* FROM machine_actions a WHERE a.tenant_i
 export const SELECT_ACTION_STATUS = 'SELECT status FROM machine_actions WHERE tenant_id = ? AND id = ?';
 export const SELECT_EVENTS = 'SELECT * FROM action_events WHERE tenant_id = ? AND action_id = ? ORDER BY seq';
 
-export function selectMachine(also: { aadDeviceId: boolean; computerDnsName: boolean }): string {
-  const keys = ['m.id = ?'];
-  if (also.aadDeviceId) keys.push('m.aad_device_id = ?');
-  if (also.computerDnsName) keys.push('lower(m.computer_dns_name) = lower(?)');
-  // An exact id match wins over an alias that happens to equal another machine's id.
-  return `SELECT m.* FROM machines m WHERE m.tenant_id = ? AND (${keys.join(' OR ')})
-    ORDER BY CASE WHEN m.id = ? THEN 0 ELSE 1 END LIMIT 1`;
-}
+/**
+ * A machine by one of its keys, in the order they are tried: each is a point lookup on its own
+ * index (one OR query would let the planner scan the tenant's machines).
+ */
+export const SELECT_MACHINE_BY = {
+  id: 'SELECT m.* FROM machines m WHERE m.tenant_id = ? AND m.id = ?',
+  aadDeviceId: 'SELECT m.* FROM machines m WHERE m.tenant_id = ? AND m.aad_device_id = ? LIMIT 1',
+  computerDnsName: 'SELECT m.* FROM machines m WHERE m.tenant_id = ? AND lower(m.computer_dns_name) = lower(?) LIMIT 1',
+} as const;
 
 interface ListShape {
   from: string;

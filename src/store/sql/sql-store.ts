@@ -202,12 +202,13 @@ export abstract class SqlStore implements Store {
     await this.exec(Q.UPSERT_MACHINE, R.machineParams(machine));
   }
 
-  findMachine(tenantId: string, key: string, also: { aadDeviceId: boolean; computerDnsName: boolean }): Promise<Machine | null> {
-    const params: unknown[] = [tenantId, key];
-    if (also.aadDeviceId) params.push(key);
-    if (also.computerDnsName) params.push(key);
-    params.push(key);
-    return this.one(Q.selectMachine(also), params, R.rowToMachine);
+  /** An exact id wins over an alias that happens to equal another machine's id. */
+  async findMachine(tenantId: string, key: string, also: { aadDeviceId: boolean; computerDnsName: boolean }): Promise<Machine | null> {
+    const byId = await this.one(Q.SELECT_MACHINE_BY.id, [tenantId, key], R.rowToMachine);
+    if (byId || (!also.aadDeviceId && !also.computerDnsName)) return byId;
+    const byAad = also.aadDeviceId ? await this.one(Q.SELECT_MACHINE_BY.aadDeviceId, [tenantId, key], R.rowToMachine) : null;
+    if (byAad || !also.computerDnsName) return byAad;
+    return this.one(Q.SELECT_MACHINE_BY.computerDnsName, [tenantId, key], R.rowToMachine);
   }
 
   listMachines(tenantId: string, query: ListQuery): Promise<Page<Machine>> {

@@ -3,6 +3,7 @@ import { MACHINE_SET } from '../../domain/query-sets.js';
 import type { Row } from '../sql/rows.js';
 import { MIGRATIONS, SQLITE } from '../sql/schema.js';
 import { SqlStore, type Operation, type Step, type StepResult } from '../sql/sql-store.js';
+import { Checkpointer } from './checkpointer.js';
 
 type Db = Database.Database;
 
@@ -13,6 +14,15 @@ interface PendingWrite {
 }
 
 const STATEMENT_CACHE_LIMIT = 256;
+/** How often the query planner's statistics are refreshed (PRAGMA optimize). */
+const OPTIMIZE_EVERY_MS = 60 * 60 * 1000;
+const CHECKPOINT_EVERY_MS = 1000;
+
+export interface SqliteOptions {
+  synchronous?: 'FULL' | 'NORMAL';
+  /** Told when the background checkpoint fails (it is retried on the next interval). */
+  onWarning?: (message: string) => void;
+}
 
 /**
  * The embedded store: one SQLite file in WAL mode with synchronous=FULL, so a committed
@@ -30,20 +40,33 @@ export class SqliteStore extends SqlStore {
   private queue: PendingWrite[] = [];
   private flushScheduled = false;
   private closed = false;
+  private readonly checkpointer: Checkpointer;
+  private readonly optimizer: NodeJS.Timeout;
 
-  private constructor(db: Db) {
+  private constructor(db: Db, path: string, options: SqliteOptions) {
     super();
     this.db = db;
+    this.checkpointer = new Checkpointer(path, CHECKPOINT_EVERY_MS, options.onWarning ?? (() => undefined));
+    this.optimizer = setInterval(() => this.db.pragma('optimize'), OPTIMIZE_EVERY_MS).unref();
   }
 
-  static open(path: string, options: { synchronous?: 'FULL' | 'NORMAL' } = {}): SqliteStore {
+  static open(path: string, options: SqliteOptions = {}): SqliteStore {
     const db = new Database(path);
     db.pragma('journal_mode = WAL');
     db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`);
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
-    const store = new SqliteStore(db);
+    db.pragma('cache_size = -65536'); // 64 MiB of pages, instead of SQLite's 2 MiB
+    // Reads through a memory map instead of a read() per page: point lookups become cheap.
+    db.pragma('mmap_size = 1073741824');
+    // Checkpoints run in a worker thread, never inside a COMMIT on the event loop.
+    db.pragma('wal_autocheckpoint = 0');
+    const store = new SqliteStore(db, path, options);
     store.migrate();
+    // The planner needs statistics: without them, a filtered list walked a 1M-row index to
+    // avoid a sort (seconds instead of microseconds). Bounded, so opening stays fast.
+    db.pragma('analysis_limit = 1000');
+    db.pragma('optimize = 0x10002');
     return store;
   }
 
@@ -72,6 +95,9 @@ export class SqliteStore extends SqlStore {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    clearInterval(this.optimizer);
+    await this.checkpointer.stop();
+    this.db.pragma('optimize');
     this.db.close();
   }
 
@@ -124,19 +150,19 @@ export class SqliteStore extends SqlStore {
     if (batch.length === 0) return;
     const outcomes: { ok: boolean; value: unknown }[] = [];
     try {
-      this.db.exec('BEGIN IMMEDIATE');
+      this.stmt('BEGIN IMMEDIATE').run();
       for (const write of batch) {
-        this.db.exec('SAVEPOINT w');
+        this.stmt('SAVEPOINT w').run();
         try {
           outcomes.push({ ok: true, value: this.drive(write.operation) });
-          this.db.exec('RELEASE w');
+          this.stmt('RELEASE w').run();
         } catch (error) {
-          this.db.exec('ROLLBACK TO w');
-          this.db.exec('RELEASE w');
+          this.stmt('ROLLBACK TO w').run();
+          this.stmt('RELEASE w').run();
           outcomes.push({ ok: false, value: error });
         }
       }
-      this.db.exec('COMMIT');
+      this.stmt('COMMIT').run();
     } catch (error) {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       for (const write of batch) write.reject(error);
