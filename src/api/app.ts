@@ -74,8 +74,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
   // Only JSON is a body here; anything else is 415 (contract §1).
   app.removeContentTypeParser('text/plain');
 
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header(REQUEST_ID_HEADER, request.id);
+    done(null, payload);
   });
   app.setErrorHandler((error, request, reply) => {
     const apiError = toApiError(error, bodyLimit);
@@ -100,11 +101,14 @@ export function buildApp(options: AppOptions): FastifyInstance {
           if (operation.permissions) authorize(request.caller, operation.permissions);
           await limiter?.check(request.caller, operation);
         },
-        preValidation: async (request) => {
-          if (!operation.body) return;
-          const contentType = request.headers['content-type'];
-          if (!contentType || !JSON_CONTENT_TYPE.test(contentType)) throw ERRORS.UnsupportedMediaType(contentType);
-        },
+        ...(operation.body
+          ? {
+              preValidation: async (request: FastifyRequest) => {
+                const contentType = request.headers['content-type'];
+                if (!contentType || !JSON_CONTENT_TYPE.test(contentType)) throw ERRORS.UnsupportedMediaType(contentType);
+              },
+            }
+          : {}),
         handler: async (request, reply) => sendOData(reply, await operation.handler(request, ctx, reply)),
       });
       const methods = methodsByUrl.get(url) ?? new Set<string>();

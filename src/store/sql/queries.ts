@@ -95,9 +95,15 @@ export function listSql(shape: ListShape, set: EntitySetDef, tenantId: string, q
   }
   const whereSql = where.join(' AND ');
   const order = q.orderBy.length > 0 ? compileOrderBy([...q.orderBy], set) : defaultOrder;
+  // LIMIT and OFFSET are written into the SQL, not bound: with them known when the statement is
+  // prepared, SQLite sorts a page through a bounded heap (measured: 63 us -> 24 us for a
+  // machine's active actions). They are integers the OData parser has already bounded, never text.
+  if (!Number.isSafeInteger(q.top) || !Number.isSafeInteger(q.skip) || q.top < 0 || q.skip < 0) {
+    throw new Error(`invalid page: top ${q.top}, skip ${q.skip}`);
+  }
   const page: Sql = {
-    sql: `SELECT ${alias}.* FROM ${shape.from} WHERE ${whereSql} ORDER BY ${order}, ${shape.tiebreak} LIMIT ? OFFSET ?`,
-    params: [...params, q.top + 1, q.skip],
+    sql: `SELECT ${alias}.* FROM ${shape.from} WHERE ${whereSql} ORDER BY ${order}, ${shape.tiebreak} LIMIT ${q.top + 1} OFFSET ${q.skip}`,
+    params,
   };
   const count: Sql = { sql: `SELECT COUNT(*) AS n FROM ${shape.from} WHERE ${whereSql}`, params };
   return { page, count };
