@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Type, type Static } from 'typebox';
-import { Value } from 'typebox/value';
+import { firstError } from './validation.js';
 
 /**
  * The server's one typed configuration. Sources, later ones winning: defaults, a JSON file
@@ -167,13 +167,11 @@ export function loadConfig(
     if (key === 'config' || value === undefined) continue;
     merged[key] = typeof value === 'string' ? fromString(key as keyof ServerConfig, value) : value;
   }
-  if (!Value.Check(ServerConfigSchema, merged)) {
-    const first = [...Value.Errors(ServerConfigSchema, merged)][0];
-    const path = first?.instancePath.replace(/^\//, '') ?? '';
-    const key = path as keyof ServerConfig;
-    throw new ConfigError(
-      `invalid setting ${path}${ENV[key] ? ` (${ENV[key]})` : ''}: ${first?.message ?? 'invalid'}`,
-    );
+  const invalid = firstError(ServerConfigSchema, merged);
+  if (invalid) {
+    const path = invalid.path.replace(/^\//, '');
+    const key = path.split('/')[0] as keyof ServerConfig;
+    throw new ConfigError(`invalid setting ${path}${ENV[key] ? ` (${ENV[key]})` : ''}: ${invalid.message}`);
   }
   if ((merged.tlsCertFile === null) !== (merged.tlsKeyFile === null)) {
     throw new ConfigError('TLS needs both tlsCertFile and tlsKeyFile (COUNTERMAND_TLS_CERT, COUNTERMAND_TLS_KEY)');

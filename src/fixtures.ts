@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Type, type Static } from 'typebox';
-import { Value } from 'typebox/value';
+import { firstError } from './validation.js';
 import { HEALTH_STATUSES, type Machine } from './domain/model.js';
 import { KNOWN_APP_ROLES, KNOWN_DELEGATED_SCOPES, ROLE_PERMISSIONS } from './domain/permissions.js';
 
@@ -102,10 +102,8 @@ export class FixturesError extends Error {
 }
 
 export function parseFixtures(json: unknown, source: string): Fixtures {
-  if (!Value.Check(FixturesSchema, json)) {
-    const first = [...Value.Errors(FixturesSchema, json)][0];
-    throw new FixturesError(`${source}: ${first?.instancePath || '/'} ${first?.message ?? 'is invalid'}`);
-  }
+  const invalid = firstError(FixturesSchema, json);
+  if (invalid) throw new FixturesError(`${source}: ${invalid.path || '/'} ${invalid.message}`);
   const fixtures = json as Fixtures;
   const ids = new Set<string>();
   for (const tenant of fixtures.tenants) {

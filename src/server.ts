@@ -121,13 +121,16 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
   };
   try {
     const keys = new KeyRing(store);
-    await keys.init();
+    const directory = new Directory(store);
+    // Key generation and secret hashing both run in the thread pool: side by side.
+    const [, demo] = await Promise.all([
+      keys.init(),
+      fixtures ? loadFixtures(store, directory, fixtures).then(() => null) : seedDemo(store, directory),
+    ]);
     const keyRefresh = setInterval(() => {
       keys.reload().catch((error: unknown) => logger.warn({ err: error }, 'could not re-read the signing keys'));
     }, KEY_REFRESH_MS).unref();
     stops.push(() => clearInterval(keyRefresh));
-    const directory = new Directory(store);
-    const demo = fixtures ? (await loadFixtures(store, directory, fixtures), null) : await seedDemo(store, directory);
 
     const machines = new MachinesService(store);
     const actions = new ActionsService({ store, machines });

@@ -33,6 +33,7 @@ export class SimulatedFleet {
     const { options } = this;
     const domain = options.domain ?? 'demo.countermand.local';
     const executor = new SimulatedExecutor(options.simulation);
+    const starting: Promise<void>[] = [];
     for (let i = 0; i < options.size; i++) {
       const name = SimulatedFleet.machineName(i, domain);
       const agent = new Agent({
@@ -52,9 +53,11 @@ export class SimulatedFleet {
         ...(options.maxWaitSeconds !== undefined ? { maxWaitSeconds: options.maxWaitSeconds } : {}),
         ...(options.log ? { log: (m, d) => options.log!(m, { machine: name, ...d }) } : {}),
       });
-      await agent.start();
       this.agents.push(agent);
+      starting.push(agent.start());
     }
+    // Enrollments verify a hashed secret each (in the thread pool): in parallel, not one by one.
+    await Promise.all(starting);
   }
 
   async stop(): Promise<void> {

@@ -31,7 +31,8 @@ export interface AppOptions {
   extensions?: ((app: FastifyInstance) => void)[];
 }
 
-export const API_PREFIXES = ['/api', '/api/v1.0'] as const;
+/** `/api/v1.0/...` is an alias of `/api/...` (contract §1), in any case and with doubled slashes. */
+const V1_ALIAS = /^\/+api\/+v1\.0(?=[/?]|$)/i;
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 export const REQUEST_ID_HEADER = 'request-id';
 
@@ -59,6 +60,8 @@ export function buildApp(options: AppOptions): FastifyInstance {
   const { ctx, authenticator, limiter, bodyLimit } = options;
   const app = Fastify({
     ...(options.https ? { https: options.https } : {}),
+    // Every route exists once, under /api; the alias is rewritten before routing.
+    rewriteUrl: (request) => (request.url ?? '/').replace(V1_ALIAS, '/api'),
     loggerInstance: options.logger,
     genReqId: () => randomUUID(),
     requestIdHeader: false,
@@ -90,32 +93,30 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   const methodsByUrl = new Map<string, Set<string>>();
   for (const operation of OPERATIONS) {
-    for (const prefix of API_PREFIXES) {
-      const url = `${prefix}${operation.path}`;
-      app.route({
-        method: operation.method,
-        url,
-        schema: operation.body ? { body: operation.body } : {},
-        onRequest: async (request) => {
-          request.caller = await authenticator.authenticate(request);
-          if (operation.permissions) authorize(request.caller, operation.permissions);
-          await limiter?.check(request.caller, operation);
-        },
-        ...(operation.body
-          ? {
-              preValidation: async (request: FastifyRequest) => {
-                const contentType = request.headers['content-type'];
-                if (!contentType || !JSON_CONTENT_TYPE.test(contentType)) throw ERRORS.UnsupportedMediaType(contentType);
-              },
-            }
-          : {}),
-        handler: async (request, reply) => sendOData(reply, await operation.handler(request, ctx, reply)),
-      });
-      const methods = methodsByUrl.get(url) ?? new Set<string>();
-      methods.add(operation.method);
-      if (operation.method === 'GET') methods.add('HEAD');
-      methodsByUrl.set(url, methods);
-    }
+    const url = `/api${operation.path}`;
+    app.route({
+      method: operation.method,
+      url,
+      schema: operation.body ? { body: operation.body } : {},
+      onRequest: async (request) => {
+        request.caller = await authenticator.authenticate(request);
+        if (operation.permissions) authorize(request.caller, operation.permissions);
+        await limiter?.check(request.caller, operation);
+      },
+      ...(operation.body
+        ? {
+            preValidation: async (request: FastifyRequest) => {
+              const contentType = request.headers['content-type'];
+              if (!contentType || !JSON_CONTENT_TYPE.test(contentType)) throw ERRORS.UnsupportedMediaType(contentType);
+            },
+          }
+        : {}),
+      handler: async (request, reply) => sendOData(reply, await operation.handler(request, ctx, reply)),
+    });
+    const methods = methodsByUrl.get(url) ?? new Set<string>();
+    methods.add(operation.method);
+    if (operation.method === 'GET') methods.add('HEAD');
+    methodsByUrl.set(url, methods);
   }
   // A known path with another method: 405 with Allow (contract §1).
   for (const [url, methods] of methodsByUrl) {
