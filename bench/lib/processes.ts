@@ -35,7 +35,7 @@ export function buildAll(root: string, log: (line: string) => void): Build {
 }
 
 export interface MemorySnapshot {
-  /** VmRSS from /proc/<pid>/status, bytes, after a full GC. */
+  /** RssAnon from /proc/<pid>/status, bytes, after a full GC. */
   rss: number;
   heapUsed: number;
   heapTotal: number;
@@ -53,11 +53,15 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-/** VmRSS of a process, in bytes. */
+/**
+ * The anonymous resident memory of a process (RssAnon: heaps, stacks, buffers), in bytes. Not
+ * VmRSS: the server reads its database through a memory map, and the file's pages that a
+ * measurement touches are page cache (shared, reclaimable), not memory the process holds.
+ */
 export function rssOf(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
-  if (!kb) throw new Error(`no VmRSS for ${pid}`);
+  const kb = /RssAnon:\s+(\d+) kB/.exec(status)?.[1];
+  if (!kb) throw new Error(`no RssAnon for ${pid}`);
   return Number(kb) * 1024;
 }
 

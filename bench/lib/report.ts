@@ -120,13 +120,13 @@ export function figures(r: Omit<RunResults, 'figures'>, plannedLevels: number[])
     }
   }
 
-  const memName = 'Memory per idle connected agent (server RSS)';
+  const memName = 'Memory per idle connected agent (server RssAnon)';
   if (dispatch && dispatch.server.memory.length > 0) {
     const s = dispatch.server.memory[dispatch.server.memory.length - 1]!;
     const b = dispatch.baseline.memory.find((m) => m.agents === s.agents);
     out.push(
       fig(`${memName}, ${s.agents.toLocaleString('en-US')} agents`, '< 20 KB', 'KB', round(s.rssPerAgentBytes / 1000, 2), b ? round(b.rssPerAgentBytes / 1000, 2) : null, (m) => m < 20,
-        `(RSS with ${s.agents} parked check-ins - RSS with none) / ${s.agents}, after a forced GC; KB = 1,000 bytes`),
+        `(RssAnon with ${s.agents} parked check-ins - RssAnon with none) / ${s.agents}, after a forced GC; KB = 1,000 bytes`),
     );
     out.push(
       fig(`Heap per idle connected agent, ${s.agents.toLocaleString('en-US')} agents`, '', 'KB', round(s.heapPerAgentBytes / 1000, 2), b ? round(b.heapPerAgentBytes / 1000, 2) : null, null, 'V8 heapUsed, same method'),
@@ -238,7 +238,7 @@ export function markdown(r: RunResults): string {
       }
     }
     lines.push('');
-    lines.push('| Memory | Agents parked | RSS | Heap used | RSS per agent | Heap per agent |');
+    lines.push('| Memory | Agents parked | RssAnon | Heap used | RssAnon per agent | Heap per agent |');
     lines.push('|---|---|---|---|---|---|');
     for (const [name, t] of [['Countermand', x.server], ['baseline', x.baseline]] as const) {
       lines.push(`| ${name} | 0 | ${mib(t.idle.rss)} | ${mib(t.idle.heapUsed)} | — | — |`);

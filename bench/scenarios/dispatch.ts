@@ -12,8 +12,8 @@ import { round, sleep, summarize, type Summary } from '../lib/stats.js';
  * Dispatch and cancel latency with N connected agents, and the memory each idle agent costs.
  *
  * N agents each hold one check-in open (raw node:http, one keep-alive socket each). Memory: the
- * server's RSS (VmRSS, after a forced full GC) with the N check-ins parked, minus its RSS with
- * none, divided by N. Latency, for a sample of the agents, one at a time:
+ * server's anonymous resident memory (RssAnon, after a forced full GC) with the N check-ins
+ * parked, minus the same with none, divided by N. Latency, for a sample of the agents, one at a time:
  *   dispatch = t(POST /api/machines/{id}/isolate written) -> t(that agent's check-in answer
  *              carrying the new action has fully arrived);
  *   then the agent starts it (POST /agent/v1/actions/{id}/start) and checks in again with it in
