@@ -80,3 +80,15 @@ export function machineToWire(m: Machine) {
 
 export const entityContext = (base: string, set: string) => `${base}/api/$metadata#${set}/$entity`;
 export const collectionContext = (base: string, set: string) => `${base}/api/$metadata#${set}`;
+
+/** A single MachineAction response: its context first, then the entity (contract §3). */
+export const actionEntity = (base: string, a: MachineAction) => ({
+  '@odata.context': entityContext(base, 'MachineActions'),
+  ...machineActionToWire(a),
+});
+
+/** A single Machine response (contract §9). */
+export const machineEntity = (base: string, m: Machine) => ({
+  '@odata.context': entityContext(base, 'Machines'),
+  ...machineToWire(m),
+});

@@ -3,7 +3,7 @@ import { ANY_ACTION, cancelPermissions } from '../../../domain/permissions.js';
 import { authorize, authorizeScopes } from '../../../identity/authorize.js';
 import type { Operation } from '../../operation.js';
 import { actionKey } from '../../route-keys.js';
-import { entityContext, machineActionToWire } from '../../wire.js';
+import { actionEntity } from '../../wire.js';
 
 /**
  * POST /api/machineactions/{id}/cancel (contract §2 row 3, §4). Authorised after the action is
@@ -28,7 +28,7 @@ export const cancelMachineAction: Operation = {
     const cancelled = await ctx.actions.cancel(caller, action, Comment);
     return {
       status: 200,
-      body: { '@odata.context': entityContext(ctx.baseUrl(), 'MachineActions'), ...machineActionToWire(cancelled) },
+      body: actionEntity(ctx.baseUrl(), cancelled),
     };
   },
 };

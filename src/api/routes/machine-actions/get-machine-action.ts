@@ -1,7 +1,7 @@
 import { READ_MACHINES } from '../../../domain/permissions.js';
 import type { Operation } from '../../operation.js';
 import { actionKey } from '../../route-keys.js';
-import { entityContext, machineActionToWire } from '../../wire.js';
+import { actionEntity } from '../../wire.js';
 
 /** GET /api/machineactions/{id} (contract §2 row 2). */
 export const getMachineAction: Operation = {
@@ -14,7 +14,7 @@ export const getMachineAction: Operation = {
     const action = await ctx.actions.get(request.caller, actionKey(id));
     return {
       status: 200,
-      body: { '@odata.context': entityContext(ctx.baseUrl(), 'MachineActions'), ...machineActionToWire(action) },
+      body: actionEntity(ctx.baseUrl(), action),
     };
   },
 };

@@ -2,7 +2,7 @@ import { ACTION_DEFINITIONS, type ActionDefinition } from '../../../domain/catal
 import { ACTION_PERMISSIONS } from '../../../domain/permissions.js';
 import type { Operation } from '../../operation.js';
 import { machineKey } from '../../route-keys.js';
-import { entityContext, machineActionToWire } from '../../wire.js';
+import { actionEntity } from '../../wire.js';
 
 /**
  * POST /api/machines/{id}/{action} for each entry of the action catalog (contract §2 rows 4-7,
@@ -26,7 +26,7 @@ function createMachineAction(definition: ActionDefinition): Operation {
       );
       return {
         status: 201,
-        body: { '@odata.context': entityContext(ctx.baseUrl(), 'MachineActions'), ...machineActionToWire(action) },
+        body: actionEntity(ctx.baseUrl(), action),
       };
     },
   };

@@ -1,7 +1,7 @@
 import { READ_MACHINES } from '../../../domain/permissions.js';
 import type { Operation } from '../../operation.js';
 import { machineKey } from '../../route-keys.js';
-import { entityContext, machineToWire } from '../../wire.js';
+import { machineEntity } from '../../wire.js';
 
 /** GET /api/machines/{id}: by id, aadDeviceId or computerDnsName (contract §2 row 16). */
 export const getMachine: Operation = {
@@ -12,6 +12,6 @@ export const getMachine: Operation = {
   async handler(request, ctx) {
     const { id } = request.params as { id: string };
     const machine = await ctx.machines.get(request.caller, machineKey(id));
-    return { status: 200, body: { '@odata.context': entityContext(ctx.baseUrl(), 'Machines'), ...machineToWire(machine) } };
+    return { status: 200, body: machineEntity(ctx.baseUrl(), machine) };
   },
 };
