@@ -1,9 +1,9 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { RateLimiterMemory } from 'rate-limiter-flexible';
 import { ApiError, ERRORS } from '../domain/errors.js';
 import type { Machine, MachineAction } from '../domain/model.js';
 import type { Store } from '../domain/store.js';
 import { derivedMachineId } from '../fixtures.js';
+import { FailureThrottle } from '../identity/failure-throttle.js';
 import { verifySecret } from '../identity/secrets.js';
 import type { ActionListener, ActionsService, MachineOutcome, MachineRef } from '../services/actions.js';
 import type {
@@ -35,7 +35,6 @@ export interface AgentIdentity extends MachineRef {
 
 const TOKEN_PREFIX = 'cma_';
 const CREDENTIAL_CACHE_MS = 10_000;
-const ENROLL_FAILURES_PER_MINUTE = 20;
 
 const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 const agentUnauthorized = (message: string) =>
@@ -51,7 +50,7 @@ export class AgentGateway implements ActionListener {
   private readonly actions: ActionsService;
   private readonly now: () => number;
   private readonly credentials = new Map<string, { identity: AgentIdentity; until: number }>();
-  private readonly enrollFailures = new RateLimiterMemory({ points: ENROLL_FAILURES_PER_MINUTE, duration: 60, keyPrefix: 'enroll' });
+  private readonly enrollFailures = new FailureThrottle('enroll');
   private closing = false;
 
   constructor(private readonly options: GatewayOptions) {
@@ -76,14 +75,12 @@ export class AgentGateway implements ActionListener {
 
   /** Creates the machine, or re-attaches it, and issues a fresh credential scoped to it. */
   async enroll(request: EnrollRequest, source: string): Promise<EnrollResponse> {
-    const throttle = await this.enrollFailures.get(source);
-    if (throttle && throttle.consumedPoints >= ENROLL_FAILURES_PER_MINUTE) {
-      throw ERRORS.TooManyRequests(Math.max(1, Math.ceil(throttle.msBeforeNext / 1000)));
-    }
+    const wait = await this.enrollFailures.blockedFor(source);
+    if (wait > 0) throw ERRORS.TooManyRequests(wait);
     const [id, secret] = request.enrollmentToken.split('.', 2);
     const record = id && secret ? await this.store.getEnrollmentSecret(id) : null;
     if (!record || !(await verifySecret(secret!, record.secretHash))) {
-      await this.enrollFailures.penalty(source, 1);
+      await this.enrollFailures.failed(source);
       throw agentUnauthorized('The enrollment token is not valid.');
     }
     const now = this.now();

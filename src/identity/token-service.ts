@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { RateLimiterMemory } from 'rate-limiter-flexible';
 import type { Application } from '../domain/model.js';
 import type { Store } from '../domain/store.js';
 import type { Directory } from './directory.js';
+import { FailureThrottle } from './failure-throttle.js';
 import { TOKEN_LIFETIME_SECONDS, type KeyRing } from './keys.js';
 import { issuerFor, normalizeAudience, type TokenIssuer } from './tokens.js';
 
@@ -35,8 +35,6 @@ class OAuthError extends Error {
 
 const FORM = 'application/x-www-form-urlencoded';
 const MAX_FORM_BYTES = 64 * 1024;
-/** Failed sign-ins per tenant and client (or user) before the endpoint refuses for a while. */
-const FAILURES_PER_MINUTE = 20;
 
 type Form = Record<string, string>;
 
@@ -82,7 +80,7 @@ const required = (form: Form, name: string): string => {
 };
 
 export function registerTokenService(app: FastifyInstance, options: TokenServiceOptions): void {
-  const failures = new RateLimiterMemory({ points: FAILURES_PER_MINUTE, duration: 60, keyPrefix: 'token-failures' });
+  const failures = new FailureThrottle('token-failures');
 
   app.register(async (scope) => {
     scope.addContentTypeParser(FORM, { parseAs: 'string', bodyLimit: MAX_FORM_BYTES }, (_request, body, done) => {
@@ -126,7 +124,12 @@ export function registerTokenService(app: FastifyInstance, options: TokenService
       const basic = basicCredentials(request);
       const clientId = basic?.clientId ?? form.client_id;
       const guard = `${tenantId}:${grant === 'password' ? (form.username ?? '').toLowerCase() : (clientId ?? '').toLowerCase()}`;
-      await refuseIfThrottled(failures, guard);
+      const wait = await failures.blockedFor(guard);
+      if (wait > 0) {
+        throw new OAuthError(429, 'temporarily_unavailable', `Too many failed attempts; retry in ${wait} seconds.`, {
+          'retry-after': String(wait),
+        });
+      }
 
       let accessToken: string;
       if (grant === 'client_credentials') {
@@ -135,7 +138,7 @@ export function registerTokenService(app: FastifyInstance, options: TokenService
         if (!secret) throw new OAuthError(401, 'invalid_client', 'The client secret is missing.');
         const application = await options.directory.authenticateApplication(tenantId, clientId, secret);
         if (!application) {
-          await failures.penalty(guard, 1);
+          await failures.failed(guard);
           throw new OAuthError(401, 'invalid_client', 'The client id or client secret is not valid for this tenant.', basic ? { 'www-authenticate': 'Basic' } : {});
         }
         accessToken = await options.issuer.forApplication(application, audience);
@@ -149,7 +152,7 @@ export function registerTokenService(app: FastifyInstance, options: TokenService
         }
         const user = await options.directory.authenticateUser(tenantId, username, password);
         if (!user) {
-          await failures.penalty(guard, 1);
+          await failures.failed(guard);
           throw new OAuthError(400, 'invalid_grant', 'The user name or password is incorrect.');
         }
         accessToken = await options.issuer.forUser(user, audience, client);
@@ -231,16 +234,6 @@ function resourceOf(form: Form, version: 'v1' | 'v2', accepted: ReadonlySet<stri
     );
   }
   return resource.replace(/\/+$/, '');
-}
-
-async function refuseIfThrottled(limiter: RateLimiterMemory, key: string): Promise<void> {
-  const state = await limiter.get(key);
-  if (state && state.consumedPoints >= FAILURES_PER_MINUTE) {
-    const seconds = Math.max(1, Math.ceil(state.msBeforeNext / 1000));
-    throw new OAuthError(429, 'temporarily_unavailable', `Too many failed attempts; retry in ${seconds} seconds.`, {
-      'retry-after': String(seconds),
-    });
-  }
 }
 
 function sendOAuthError(reply: FastifyReply, request: FastifyRequest, error: OAuthError): FastifyReply {

@@ -101,6 +101,41 @@ describe('enrollment and check-in', () => {
     });
     expect(res.status).toBe(401);
   });
+
+  it('an address that keeps presenting bad enrollment tokens is refused for the rest of the minute', async () => {
+    const fx = makeFixtures(0);
+    const s = await startTestServer({ fixtures: fx.fixtures });
+    try {
+      const good = await enrollmentToken(s.store, fx.tenantId);
+      const enroll = (token: string) => new Client(s.url).post('/agent/v1/enroll', { enrollmentToken: token, machine: { computerDnsName: 'guess.test' } });
+      const [id] = good.split('.');
+      for (let i = 0; i < 20; i++) expect((await enroll(`${id}.wrong-${i}`)).status).toBe(401);
+      const refused = await enroll(good);
+      expect(refused.status).toBe(429);
+      expect(refused.body.error.code).toBe('TooManyRequests');
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('an agent whose credential was replaced enrolls again and carries on', async () => {
+    const a = await agent('reattach.test', { '*': { durationMs: 50 } });
+    const before = (await a.state.loadCredentials())!.agentToken;
+    // Another enrollment of the same machine revokes the running agent's credential.
+    const other = await new Client(server.url).post('/agent/v1/enroll', {
+      enrollmentToken: token,
+      machineId: a.machineId,
+      machine: { computerDnsName: 'reattach.test' },
+    });
+    expect(other.status).toBe(201);
+    const created = await api.post(`/api/machines/${a.machineId}/isolate`, { Comment: 'after the takeover' });
+    await waitUntil(statusIs(created.body.id, 'Succeeded'), 10_000, 'Succeeded through the re-enrolled agent');
+    const after = (await a.state.loadCredentials())!;
+    expect(after.machineId).toBe(a.machineId);
+    expect(after.agentToken).not.toBe(before);
+    expect(after.agentToken).not.toBe(other.body.agentToken);
+  });
 });
 
 describe('each action type through the simulated executor', () => {
