@@ -94,8 +94,6 @@ export const FixturesSchema = Type.Object(
   { additionalProperties: false },
 );
 export type Fixtures = Static<typeof FixturesSchema>;
-export type FixtureApplicationT = Static<typeof FixtureApplication>;
-export type FixtureUserT = Static<typeof FixtureUser>;
 
 export class FixturesError extends Error {
   override name = 'FixturesError';

@@ -1,5 +1,5 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
-import { open, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ActionType, LiveResponseCommand } from '../domain/model.js';
 import type { ExecutionOutcome } from './executor.js';
@@ -98,11 +98,6 @@ export class FileState implements AgentState {
 
   async removeJournal(actionId: string) {
     await rm(this.journalPath(actionId), { force: true });
-  }
-
-  /** Journal entries left by an earlier run (for diagnostics). */
-  async pending(): Promise<string[]> {
-    return (await readdir(this.journalDir)).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5));
   }
 
   log(entry: Record<string, unknown>) {

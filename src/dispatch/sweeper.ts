@@ -29,9 +29,15 @@ export class Sweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private readonly now: () => number;
+  /** Action types grouped by deadline, so long-running types never crowd out the others' batch. */
+  private readonly byDeadline = new Map<number, ActionType[]>();
 
   constructor(private readonly options: SweeperOptions) {
     this.now = options.now ?? Date.now;
+    for (const { type } of ACTION_DEFINITIONS) {
+      const seconds = options.executionDeadline(type);
+      this.byDeadline.set(seconds, [...(this.byDeadline.get(seconds) ?? []), type]);
+    }
   }
 
   start(): void {
@@ -56,13 +62,7 @@ export class Sweeper {
     let timedOut = 0;
     const pending = await store.listOverdueActions({ status: 'Pending', before: now - this.options.deliveryWindowSeconds * 1000 }, BATCH);
     for (const action of pending) if (await actions.timeOut(action, 'delivery')) timedOut++;
-    // Types grouped by deadline, so long-running types never crowd out the others' batch.
-    const byDeadline = new Map<number, ActionType[]>();
-    for (const { type } of ACTION_DEFINITIONS) {
-      const seconds = this.options.executionDeadline(type);
-      byDeadline.set(seconds, [...(byDeadline.get(seconds) ?? []), type]);
-    }
-    for (const [seconds, types] of byDeadline) {
+    for (const [seconds, types] of this.byDeadline) {
       const overdue = await store.listOverdueActions({ status: 'InProgress', types, before: now - seconds * 1000 }, BATCH);
       for (const action of overdue) if (await actions.timeOut(action, 'execution')) timedOut++;
     }

@@ -21,7 +21,3 @@ export function allowedFrom(to: ActionStatus): readonly ActionStatus[] {
   if (to === 'InProgress') return ['Pending'];
   return ACTIVE_STATUSES;
 }
-
-export function canTransition(from: ActionStatus, to: ActionStatus): boolean {
-  return allowedFrom(to).includes(from);
-}

@@ -90,7 +90,6 @@ export interface Store {
    */
   attachAgent(machine: Machine, credential: AgentCredential): Promise<void>;
   findAgentCredential(tokenHash: string): Promise<AgentCredential | null>;
-  revokeAgentCredentials(tenantId: string, machineId: string, at: number): Promise<void>;
   /** A check-in: lastSeen, Active, and what the agent says of itself. */
   recordCheckin(tenantId: string, machineId: string, at: number, info: CheckinInfo): Promise<void>;
   /** Active machines not seen since `seenBefore` become Inactive; returns how many. */

@@ -38,7 +38,6 @@ export interface ActionsServiceOptions {
   store: Store;
   machines: MachinesService;
   now?: () => number;
-  listener?: ActionListener;
 }
 
 /**
@@ -55,9 +54,9 @@ export class ActionsService {
     this.store = options.store;
     this.machines = options.machines;
     this.now = options.now ?? Date.now;
-    this.listener = options.listener;
   }
 
+  /** The dispatch side is built after this service (it calls it), so it is attached afterwards. */
   setListener(listener: ActionListener): void {
     this.listener = listener;
   }

@@ -312,7 +312,13 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       await store.attachAgent(machine, second);
       expect((await store.findAgentCredential(credential.tokenHash))?.revokedAt).toBe(5);
       expect((await store.findAgentCredential(second.tokenHash))?.revokedAt).toBeNull();
-      await store.revokeAgentCredentials(tenantId, machine.id, 9);
+      // A transition that asks for it revokes the machine's credentials in its own transaction.
+      const offboard = newAction(tenantId, machine, { type: 'Offboard', conflictKey: 'Offboard' });
+      await store.insertAction(offboard, { at: 1, actor: 'a', comment: null });
+      const refused = await store.transitionAction({ tenantId, actionId: offboard.id, from: ['InProgress'], to: 'Succeeded', patch: {}, event: { at: 8, actor: 'm', comment: null }, revokeAgentCredentials: true });
+      expect(refused).toBeNull();
+      expect((await store.findAgentCredential(second.tokenHash))?.revokedAt).toBeNull(); // nothing applied, nothing revoked
+      await store.transitionAction({ tenantId, actionId: offboard.id, from: ['Pending'], to: 'Succeeded', patch: {}, event: { at: 9, actor: 'm', comment: null }, revokeAgentCredentials: true });
       expect((await store.findAgentCredential(second.tokenHash))?.revokedAt).toBe(9);
 
       await store.recordCheckin(tenantId, machine.id, 50, { agentVersion: '9.9', lastIpAddress: '10.9.9.9' });

@@ -221,7 +221,3 @@ export async function appClient(server: { url: string }, setup: { tenantId: stri
 export function cleanup(dir: string) {
   rmSync(dir, { recursive: true, force: true });
 }
-
-export function writeJson(path: string, value: unknown) {
-  writeFileSync(path, JSON.stringify(value, null, 2));
-}

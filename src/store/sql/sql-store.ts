@@ -281,10 +281,6 @@ export abstract class SqlStore implements Store {
     return this.one(Q.SELECT_AGENT_CREDENTIAL, [tokenHash], R.rowToAgentCredential);
   }
 
-  async revokeAgentCredentials(tenantId: string, machineId: string, at: number): Promise<void> {
-    await this.exec(Q.REVOKE_AGENT_CREDENTIALS, [at, tenantId, machineId]);
-  }
-
   async recordCheckin(tenantId: string, machineId: string, at: number, info: CheckinInfo): Promise<void> {
     await this.exec(Q.recordCheckinSql(info), Q.checkinParams(tenantId, machineId, at, info));
   }
