@@ -22,3 +22,15 @@ export function firstError(schema: TSchema, value: unknown): { path: string; mes
   const missing = error?.keyword === 'required' ? `/${String(error.params.missingProperty)}` : '';
   return { path: `${path}${missing}`, message: error?.message ?? 'is invalid' };
 }
+
+/**
+ * Why a client's text cannot be kept as given, or null. PostgreSQL refuses a NUL in text (a 500
+ * if it reached the database) and a lone UTF-16 surrogate has no UTF-8 form (SQLite silently
+ * stores U+FFFD instead), so both are refused at the boundary, identically on every backend.
+ * Every text input goes through this one check: bodies, path segments, query strings, forms.
+ */
+export function textProblem(value: string): string | null {
+  if (value.includes('\u0000')) return 'contains a NUL character';
+  if (!value.isWellFormed()) return 'contains an unpaired UTF-16 surrogate';
+  return null;
+}
