@@ -25,6 +25,21 @@ export interface ExecutionContext {
   log(message: string, detail?: Record<string, unknown>): void;
   /** LiveResponse: tell the server a command started or ended. */
   progress?(commands: LiveResponseCommand[]): Promise<void>;
+  /**
+   * LiveResponse PutFile / RunScript: downloads the library file `fileName` named by this
+   * action's commands to `destination` (a path the executor chose, in its working folder),
+   * checking its SHA-256 against the library's. Rejects when the server refuses or the
+   * transfer fails; the destination then does not exist.
+   */
+  fetchLibraryFile?(fileName: string, destination: string): Promise<void>;
+  /**
+   * LiveResponse: uploads the result of command `index` from the file at `source` (RunScript:
+   * its JSON result `{script_name, exit_code, script_output, script_errors}`; GetFile: the
+   * file's bytes). Rejects when the server refuses it (e.g. larger than the cap).
+   */
+  uploadCommandResult?(index: number, source: string): Promise<void>;
+  /** CollectInvestigationPackage: uploads the archive at `source` as this action's package. */
+  uploadPackage?(source: string): Promise<void>;
 }
 
 export interface ExecutionOutcome {
