@@ -21,6 +21,14 @@ export const ServerConfigSchema = Type.Object({
   /** Rows per page when a client gives no $top (contract §5). */
   pageSize: Type.Integer({ minimum: 1, maximum: 10000 }),
   bodyLimitBytes: Type.Integer({ minimum: 1024 }),
+  /** A request's line and headers must arrive within this (slow headers: 408, then closed). */
+  headersTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 3600 }),
+  /** The whole request, body included, must arrive within this; a long poll's wait is not counted. */
+  requestTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 3600 }),
+  /** An idle keep-alive connection (between requests) is closed after this. */
+  keepAliveTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 3600 }),
+  /** Open connections one client address may hold; more are answered 429 and closed (0: no cap). */
+  maxConnectionsPerSource: Type.Integer({ minimum: 0 }),
   cancelRequiresMatchingPermission: Type.Boolean(),
   /** Tokens are issued as `<issuerBase>/<tenant id>/` (MDE's v1.0 tokens: https://sts.windows.net). */
   issuerBase: Type.String({ pattern: '^https?://' }),
@@ -72,6 +80,11 @@ export const DEFAULT_CONFIG: ServerConfig = {
   logLevel: 'info',
   pageSize: 10000,
   bodyLimitBytes: 1024 * 1024,
+  headersTimeoutSeconds: 20,
+  requestTimeoutSeconds: 60,
+  // Longer than the 60 s idle timeout of common proxies and load balancers in front of a server.
+  keepAliveTimeoutSeconds: 72,
+  maxConnectionsPerSource: 1024,
   cancelRequiresMatchingPermission: false,
   issuerBase: 'https://sts.windows.net',
   trustedIssuers: [],
@@ -101,6 +114,10 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   logLevel: 'COUNTERMAND_LOG_LEVEL',
   pageSize: 'COUNTERMAND_PAGE_SIZE',
   bodyLimitBytes: 'COUNTERMAND_BODY_LIMIT_BYTES',
+  headersTimeoutSeconds: 'COUNTERMAND_HEADERS_TIMEOUT_SECONDS',
+  requestTimeoutSeconds: 'COUNTERMAND_REQUEST_TIMEOUT_SECONDS',
+  keepAliveTimeoutSeconds: 'COUNTERMAND_KEEP_ALIVE_TIMEOUT_SECONDS',
+  maxConnectionsPerSource: 'COUNTERMAND_MAX_CONNECTIONS_PER_SOURCE',
   cancelRequiresMatchingPermission: 'COUNTERMAND_CANCEL_REQUIRES_MATCHING_PERMISSION',
   issuerBase: 'COUNTERMAND_ISSUER_BASE',
   trustedIssuers: 'COUNTERMAND_TRUSTED_ISSUERS',
@@ -172,6 +189,12 @@ export function loadConfig(
     const path = invalid.path.replace(/^\//, '');
     const key = path.split('/')[0] as keyof ServerConfig;
     throw new ConfigError(`invalid setting ${path}${ENV[key] ? ` (${ENV[key]})` : ''}: ${invalid.message}`);
+  }
+  if ((merged.headersTimeoutSeconds as number) > (merged.requestTimeoutSeconds as number)) {
+    // The headers are part of the request: a longer headers timeout could never apply.
+    throw new ConfigError(
+      'headersTimeoutSeconds (COUNTERMAND_HEADERS_TIMEOUT_SECONDS) must not exceed requestTimeoutSeconds (COUNTERMAND_REQUEST_TIMEOUT_SECONDS)',
+    );
   }
   if ((merged.tlsCertFile === null) !== (merged.tlsKeyFile === null)) {
     throw new ConfigError('TLS needs both tlsCertFile and tlsKeyFile (COUNTERMAND_TLS_CERT, COUNTERMAND_TLS_KEY)');

@@ -4,7 +4,9 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { SimulatedFleet } from './agent/fleet.js';
 import { parseSimulation } from './agent/executors/simulated.js';
+import { AGENT_MAX_SOCKETS } from './agent/client.js';
 import { buildApp } from './api/app.js';
+import type { ConnectionLimits } from './api/connections.js';
 import type { ApiContext } from './api/operation.js';
 import { ConfigError, type ServerConfig } from './config.js';
 import { DEMO_TENANT_ID, seedDemo, type DemoCredentials } from './demo.js';
@@ -172,6 +174,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       limiter,
       logger,
       bodyLimit: config.bodyLimitBytes,
+      connections: connectionLimits(config),
       ...(tls ? { https: tls } : {}),
       extensions: [
         (instance) =>
@@ -246,6 +249,20 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     await stopAll();
     throw error;
   }
+}
+
+/**
+ * The configured timeouts and cap. The demo fleet's agents all connect from this host, each with
+ * up to AGENT_MAX_SOCKETS connections: the cap makes room for them.
+ */
+function connectionLimits(config: ServerConfig): ConnectionLimits {
+  const cap = config.maxConnectionsPerSource;
+  return {
+    headersTimeoutMs: config.headersTimeoutSeconds * 1000,
+    requestTimeoutMs: config.requestTimeoutSeconds * 1000,
+    keepAliveTimeoutMs: config.keepAliveTimeoutSeconds * 1000,
+    maxPerSource: cap === 0 ? 0 : Math.max(cap, config.demoFleetSize * AGENT_MAX_SOCKETS),
+  };
 }
 
 function parseFleetSimulation(config: ServerConfig) {

@@ -38,6 +38,9 @@ export interface ClientOptions {
 
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
+/** The most connections one agent opens to the server at a time. */
+export const AGENT_MAX_SOCKETS = 8;
+
 /** The agent's side of the protocol: JSON over one keep-alive connection pool. */
 export class AgentClient {
   private readonly url: URL;
@@ -55,8 +58,8 @@ export class AgentClient {
     if (!https && options.ca) throw new Error('a CA can only be pinned for an https server URL');
     const lookup = this.lookup;
     this.agent = https
-      ? new HttpsAgent({ keepAlive: true, maxSockets: 8, lookup, ...(options.ca ? { ca: options.ca } : {}) })
-      : new HttpAgent({ keepAlive: true, maxSockets: 8, lookup } as ConstructorParameters<typeof HttpAgent>[0]);
+      ? new HttpsAgent({ keepAlive: true, maxSockets: AGENT_MAX_SOCKETS, lookup, ...(options.ca ? { ca: options.ca } : {}) })
+      : new HttpAgent({ keepAlive: true, maxSockets: AGENT_MAX_SOCKETS, lookup } as ConstructorParameters<typeof HttpAgent>[0]);
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 

@@ -10,7 +10,7 @@ interface AjvError {
 }
 
 /** `/Commands/0/params/1/key` -> `Commands[0].params[1].key` */
-function fieldName(instancePath: string, child?: string): string {
+export function fieldName(instancePath: string, child?: string): string {
   const parts = instancePath.split('/').filter(Boolean);
   if (child !== undefined) parts.push(child);
   return parts.reduce((name, part) => (/^\d+$/.test(part) ? `${name}[${part}]` : name ? `${name}.${part}` : part), '');

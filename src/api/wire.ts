@@ -8,6 +8,11 @@ import { toWireTime } from '../domain/time.js';
 
 export const ODATA_JSON = 'application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8';
 export const ERROR_JSON = 'application/json; charset=utf-8';
+export const REQUEST_ID_HEADER = 'request-id';
+
+/** The contract's error envelope (§6); `target` is the request id the response carries. */
+export const errorEnvelope = (error: { code: string; message: string }, requestId: string): string =>
+  JSON.stringify({ error: { code: error.code, message: error.message, target: requestId } });
 
 export function machineActionToWire(a: MachineAction) {
   return {

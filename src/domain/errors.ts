@@ -55,6 +55,7 @@ export const ERRORS = {
     new ApiError('MethodNotAllowed', 405, `The requested resource does not support http method '${method}'.`, {
       allow: allow.join(', '),
     }),
+  RequestTimeout: (message: string) => new ApiError('RequestTimeout', 408, message),
   PayloadTooLarge: (limitBytes: number) =>
     new ApiError('RequestEntityTooLarge', 413, `The request body is larger than ${limitBytes} bytes.`),
   UnsupportedMediaType: (contentType: string | undefined) =>
@@ -65,6 +66,8 @@ export const ERRORS = {
         ? `The content type '${contentType}' is not supported; send application/json.`
         : 'A Content-Type of application/json is required.',
     ),
+  ExpectationFailed: (expectation: string) =>
+    new ApiError('ExpectationFailed', 417, `The expectation '${expectation}' is not supported; only 100-continue is.`),
   TooManyRequests: (retryAfterSeconds: number) =>
     new ApiError('TooManyRequests', 429, `Rate limit is exceeded. Try again in ${retryAfterSeconds} seconds.`, {
       'retry-after': String(retryAfterSeconds),
@@ -74,6 +77,14 @@ export const ERRORS = {
     new ApiError('TooManyRequests', 429, `The tenant already has ${max} ${type} actions that have not finished.`, {
       'retry-after': String(CONCURRENCY_RETRY_AFTER_SECONDS),
     }),
+  /** Refused before the request is read: the source already holds its share of connections. */
+  TooManyConnections: (max: number) =>
+    new ApiError('TooManyRequests', 429, `Too many open connections from this address (at most ${max}); close one or try again later.`, {
+      'retry-after': String(CONCURRENCY_RETRY_AFTER_SECONDS),
+    }),
+  HeadersTooLarge: (limitBytes: number) =>
+    new ApiError('RequestHeaderFieldsTooLarge', 431, `The request line and headers are larger than ${limitBytes} bytes.`),
+  ServiceUnavailable: (message: string) => new ApiError('ServiceUnavailable', 503, message),
   InternalServerError: () =>
     new ApiError('InternalServerError', 500, 'An unexpected error occurred. Quote the request id when reporting it.'),
 } as const;
