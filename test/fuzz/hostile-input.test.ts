@@ -3,19 +3,31 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollmentToken, startAgent, type RunningAgent } from '../support/agents.js';
 import { appToken, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
+import { PG_SKIP_REASON, PG_URL } from '../support/postgres.js';
 
 /**
- * Hostile input over HTTP: random OData, bodies, headers, ids, paths and multipart uploads.
- * Whatever arrives, the answer is never a 500, every error is in its envelope, and a refused
- * request writes nothing.
+ * Hostile input over HTTP: random OData, bodies, headers, ids, paths and multipart uploads,
+ * with text no store can keep (NUL, lone surrogates) mixed in. Whatever arrives, the answer is
+ * never a 500, every error is in its envelope, and a refused request writes nothing. Every
+ * input goes to a server on SQLite and one on PostgreSQL, and where the answer depends only on
+ * the input (everything but the agent protocol, whose agents run on their own time) both must
+ * answer alike: same status, same error code.
  */
 
-const RUNS = 300;
+const BACKENDS = PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] as const);
+if (!PG_URL) console.warn(`[hostile input] PostgreSQL half skipped: ${PG_SKIP_REASON}`);
+/** Runs per property; each run is sent to every backend. */
+const RUNS = 150;
 const setup = makeFixtures(8);
-let server: TestServer;
-let token: string;
-let agent: RunningAgent;
-let agentToken: string;
+
+interface Target {
+  backend: (typeof BACKENDS)[number];
+  server: TestServer;
+  token: string;
+  agent: RunningAgent;
+  agentToken: string;
+}
+const targets: Target[] = [];
 
 interface Raw {
   status: number;
@@ -24,13 +36,17 @@ interface Raw {
   json: any;
 }
 
-function send(method: string, path: string, options: { headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Raw> {
+/** The path goes out as written: no URL parsing normalises `.` segments or escapes. */
+function send(target: Target, method: string, path: string, options: { headers?: Record<string, string>; body?: string | Buffer } = {}): Promise<Raw> {
+  const url = new URL(target.server.url);
   return new Promise((resolve, reject) => {
     const body = options.body;
     const req = request(
-      `${server.url}${path}`,
       {
+        host: url.hostname,
+        port: url.port,
         method,
+        path,
         headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...options.headers },
       },
       (res) => {
@@ -53,7 +69,8 @@ function send(method: string, path: string, options: { headers?: Record<string, 
   });
 }
 
-const auth = () => ({ authorization: `Bearer ${token}` });
+const auth = (target: Target) => ({ authorization: `Bearer ${target.token}` });
+const json = (target: Target) => ({ ...auth(target), 'content-type': 'application/json' });
 
 /** The contract's envelope: {"error": {"code", "message", "target": <request-id>}}. */
 function expectEnvelope(res: Raw, context: string) {
@@ -67,8 +84,20 @@ function expectEnvelope(res: Raw, context: string) {
   }
 }
 
-async function actionCount(machineId: string): Promise<number> {
-  const page = await server.store.listActions(setup.tenantId, {
+/** What must not depend on the backend: the status and the error code. */
+const verdict = (res: Raw) => `${res.status} ${res.status >= 400 ? (res.json?.error?.code ?? res.json?.error) : ''}`.trim();
+
+/** Sends one input to every backend (in turn, so their states stay alike) and checks they agree. */
+async function everywhere(context: string, exchange: (target: Target) => Promise<Raw>): Promise<Raw[]> {
+  const answers: Raw[] = [];
+  for (const target of targets) answers.push(await exchange(target));
+  const verdicts = answers.map(verdict);
+  expect(verdicts, `${context}: ${BACKENDS.join(' vs ')}`).toEqual(verdicts.map(() => verdicts[0]));
+  return answers;
+}
+
+async function actionCount(target: Target, machineId: string): Promise<number> {
+  const page = await target.server.store.listActions(setup.tenantId, {
     filter: { kind: 'compare', op: 'eq', property: 'machineId', value: { kind: 'string', value: machineId } },
     orderBy: [],
     top: 0,
@@ -80,18 +109,29 @@ async function actionCount(machineId: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  server = await startTestServer({ fixtures: setup.fixtures, config: { rateLimitsEnabled: false, logLevel: 'warn', agentPollSeconds: 0.05 } });
-  token = await appToken(server, setup.tenantId, setup.clientId);
-  agent = await startAgent(server.url, await enrollmentToken(server.store, setup.tenantId), 'fuzz-agent.test', { '*': { durationMs: 60_000 } });
-  agentToken = (await agent.state.loadCredentials())!.agentToken;
+  for (const backend of BACKENDS) {
+    const server = await startTestServer({ fixtures: setup.fixtures, backend, config: { rateLimitsEnabled: false, logLevel: 'warn', agentPollSeconds: 0.05 } });
+    const token = await appToken(server, setup.tenantId, setup.clientId);
+    const agent = await startAgent(server.url, await enrollmentToken(server.store, setup.tenantId), 'fuzz-agent.test', { '*': { durationMs: 60_000 } });
+    const agentToken = (await agent.state.loadCredentials())!.agentToken;
+    targets.push({ backend, server, token, agent, agentToken });
+  }
 });
 afterAll(async () => {
-  await agent?.stop();
-  // No request anywhere in this file ended in a 500 (the server logs each at error level).
-  const failures = server?.logs.filter((l) => JSON.parse(l).msg === 'request failed') ?? [];
-  await server?.stop();
-  expect(failures).toEqual([]);
+  for (const { server, agent } of targets) {
+    await agent.stop();
+    // No request anywhere in this file ended in a 500 (the server logs each at error level).
+    const failures = server.logs.filter((l) => JSON.parse(l).msg === 'request failed');
+    await server.stop();
+    expect(failures).toEqual([]);
+  }
 });
+
+/** Text a store cannot keep, alone or inside ordinary text. */
+const badText = fc
+  .tuple(fc.string({ maxLength: 10 }), fc.constantFrom('\u0000', '\ud800', '\udfff', '\udc00\ud800'), fc.string({ maxLength: 10 }))
+  .map(([a, bad, b]) => `${a}${bad}${b}`);
+const anyText = fc.oneof(fc.string({ maxLength: 60 }), badText);
 
 const FILTER_WORDS = ['status', 'machineId', 'type', 'id', 'requestor', 'creationDateTimeUtc', 'eq', 'ne', 'gt', 'in', 'and', 'or', 'not', 'startswith', '(', ')', ',', "'", "''", '2019-11-22T00:00:00Z', "'Pending'", '-1', '1e309', 'null', '/', '$', '%', '\\', '\u0000'];
 const filterText = fc.oneof(
@@ -109,10 +149,13 @@ describe('hostile input', () => {
         fc.dictionary(fc.constantFrom('$top', '$skip', '$orderby', '$count', '$select', '$Filter', 'x', '$'), fc.string({ maxLength: 30 }), { maxKeys: 3 }),
         async (filter, path, extra) => {
           const query = [`$filter=${encodeURIComponent(filter)}`, ...Object.entries(extra).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)].join('&');
-          const res = await send('GET', `${path}?${query}`, { headers: auth() });
-          expectEnvelope(res, `${path}?${query}`);
-          expect([200, 400]).toContain(res.status);
-          if (res.status === 400) expect(['ODataError', 'BadRequest']).toContain(res.json.error.code);
+          const [res] = await everywhere(`${path}?${query}`, async (t) => {
+            const r = await send(t, 'GET', `${path}?${query}`, { headers: auth(t) });
+            expectEnvelope(r, `${t.backend} ${path}?${query}`);
+            return r;
+          });
+          expect([200, 400]).toContain(res!.status);
+          if (res!.status === 400) expect(['ODataError', 'BadRequest']).toContain(res!.json.error.code);
         },
       ),
       { numRuns: RUNS },
@@ -122,28 +165,32 @@ describe('hostile input', () => {
   it('bodies: any JSON to any action route is 201 or a 4xx envelope, and a refusal writes nothing', async () => {
     const routes = ['isolate', 'unisolate', 'runAntiVirusScan', 'collectInvestigationPackage', 'restrictCodeExecution', 'unrestrictCodeExecution', 'offboard', 'StopAndQuarantineFile', 'runliveresponse'];
     const keys = ['Comment', 'comment', 'IsolationType', 'ScanType', 'Sha1', 'Commands', '__proto__', 'constructor', 'x'];
-    const value = fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constantFrom('Full', 'Quick', 'Selective', 'a'.repeat(40), 'A'.repeat(41)));
+    const hostile = fc.oneof(badText, fc.array(badText, { maxLength: 3 }), fc.dictionary(anyText, anyText, { maxKeys: 2 }));
+    const value = fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constantFrom('Full', 'Quick', 'Selective', 'a'.repeat(40), 'A'.repeat(41)), hostile);
+    const command = fc.record({ type: fc.constantFrom('GetFile', 'RunScript', 'PutFile'), params: fc.array(fc.record({ key: fc.constantFrom('Path', 'ScriptName', 'FileName', 'Args'), value: anyText }), { maxLength: 2 }) });
     const body = fc.oneof(
       fc.dictionary(fc.constantFrom(...keys), value, { maxKeys: 5 }).map((o) => JSON.stringify(o)),
       fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)),
       fc.string({ maxLength: 100 }),
+      fc.record({ Comment: anyText, Commands: fc.array(command, { maxLength: 2 }) }).map((o) => JSON.stringify(o)),
+      fc.integer({ min: 30, max: 40 }).map((depth) => `{"Comment":"x","x":${'['.repeat(depth)}${']'.repeat(depth)}}`),
       fc.constant('{"Comment":"x","Commands":[{"type":"RunScript","params":[{"key":"ScriptName","value":"a/../b"}]}]}'),
     );
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...routes), fc.integer({ min: 0, max: setup.machines.length - 1 }), body, async (route, m, text) => {
         const machine = setup.machines[m]!;
-        const before = await actionCount(machine.id);
-        const res = await send('POST', `/api/machines/${machine.id}/${route}`, {
-          headers: { ...auth(), 'content-type': 'application/json' },
-          body: text,
+        await everywhere(`${route} ${text}`, async (t) => {
+          const before = await actionCount(t, machine.id);
+          const res = await send(t, 'POST', `/api/machines/${machine.id}/${route}`, { headers: json(t), body: text });
+          expectEnvelope(res, `${t.backend} ${route} ${text}`);
+          const after = await actionCount(t, machine.id);
+          expect(after, `${t.backend} ${route} ${text} -> ${res.status}`).toBe(before + (res.status === 201 ? 1 : 0));
+          if (res.status === 201) {
+            // Keep conflict groups free for the next runs.
+            await send(t, 'POST', `/api/machineactions/${res.json.id}/cancel`, { headers: json(t), body: '{"Comment":"fuzz"}' });
+          }
+          return res;
         });
-        expectEnvelope(res, `${route} ${text}`);
-        const after = await actionCount(machine.id);
-        expect(after, `${route} ${text} -> ${res.status}`).toBe(before + (res.status === 201 ? 1 : 0));
-        if (res.status === 201) {
-          // Keep conflict groups free for the next runs.
-          await send('POST', `/api/machineactions/${res.json.id}/cancel`, { headers: { ...auth(), 'content-type': 'application/json' }, body: '{"Comment":"fuzz"}' });
-        }
       }),
       { numRuns: RUNS },
     );
@@ -151,22 +198,26 @@ describe('hostile input', () => {
 
   it('headers: any Content-Type, Authorization or extra header gets a proper answer', async () => {
     const headerValue = fc.string({ maxLength: 80 }).map((s) => s.replace(/[^\t\x20-\x7e]/g, ''));
+    const FORGED = '<forged token>';
     await fc.assert(
       fc.asyncProperty(
         fc.option(headerValue),
-        fc.option(fc.oneof(headerValue, headerValue.map((v) => `Bearer ${v}`), fc.constant(`Bearer ${token.slice(0, -3)}abc`))),
+        fc.option(fc.oneof(headerValue, headerValue.map((v) => `Bearer ${v}`), fc.constant(FORGED))),
         fc.dictionary(fc.stringMatching(/^x-[a-z0-9-]{1,20}$/), headerValue, { maxKeys: 3 }),
         async (contentType, authorization, extra) => {
-          const headers: Record<string, string> = { ...extra };
-          if (contentType !== null) headers['content-type'] = contentType;
-          if (authorization !== null) headers.authorization = authorization;
           const machine = setup.machines[0]!;
-          const before = await actionCount(machine.id);
-          const res = await send('POST', `/api/machines/${machine.id}/runAntiVirusScan`, { headers, body: '{"Comment":"h","ScanType":"Quick"}' });
-          expectEnvelope(res, JSON.stringify(headers));
-          expect([201, 400, 401, 403, 415]).toContain(res.status);
-          expect(await actionCount(machine.id)).toBe(before + (res.status === 201 ? 1 : 0));
-          if (res.status === 201) await send('POST', `/api/machineactions/${res.json.id}/cancel`, { headers: { ...auth(), 'content-type': 'application/json' }, body: '{"Comment":"fuzz"}' });
+          await everywhere(JSON.stringify({ contentType, authorization, extra }), async (t) => {
+            const headers: Record<string, string> = { ...extra };
+            if (contentType !== null) headers['content-type'] = contentType;
+            if (authorization !== null) headers.authorization = authorization === FORGED ? `Bearer ${t.token.slice(0, -3)}abc` : authorization;
+            const before = await actionCount(t, machine.id);
+            const res = await send(t, 'POST', `/api/machines/${machine.id}/runAntiVirusScan`, { headers, body: '{"Comment":"h","ScanType":"Quick"}' });
+            expectEnvelope(res, `${t.backend} ${JSON.stringify(headers)}`);
+            expect([201, 400, 401, 403, 415]).toContain(res.status);
+            expect(await actionCount(t, machine.id)).toBe(before + (res.status === 201 ? 1 : 0));
+            if (res.status === 201) await send(t, 'POST', `/api/machineactions/${res.json.id}/cancel`, { headers: json(t), body: '{"Comment":"fuzz"}' });
+            return res;
+          });
         },
       ),
       { numRuns: RUNS },
@@ -174,20 +225,32 @@ describe('hostile input', () => {
   });
 
   it('ids: any action or machine id in a path is a 400 or a 404 envelope', async () => {
-    const id = fc.oneof(fc.string({ minLength: 1, maxLength: 300 }), fc.uuid(), fc.stringMatching(/^[0-9a-f]{40}$/), fc.string({ unit: 'binary', minLength: 1, maxLength: 50 }));
+    const id = fc.oneof(
+      fc.string({ minLength: 1, maxLength: 300 }),
+      fc.uuid(),
+      fc.stringMatching(/^[0-9a-f]{40}$/),
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 50 }),
+      fc.tuple(fc.stringMatching(/^[0-9a-f]{0,40}$/), fc.constantFrom('\u0000', '%00', '%C0%80', '%FF', '%ED%A0%80')).map(([a, b]) => ({ raw: `${a}${b}` })),
+    );
     await fc.assert(
-      fc.asyncProperty(id, fc.constantFrom('action', 'cancel', 'machine', 'isolate'), async (raw, where) => {
-        const key = encodeURIComponent(raw);
-        const res =
-          where === 'action'
-            ? await send('GET', `/api/machineactions/${key}`, { headers: auth() })
-            : where === 'cancel'
-              ? await send('POST', `/api/machineactions/${key}/cancel`, { headers: { ...auth(), 'content-type': 'application/json' }, body: '{"Comment":"x"}' })
-              : where === 'machine'
-                ? await send('GET', `/api/machines/${key}`, { headers: auth() })
-                : await send('POST', `/api/machines/${key}/isolate`, { headers: { ...auth(), 'content-type': 'application/json' }, body: '{"Comment":"x"}' });
-        expectEnvelope(res, `${where} ${JSON.stringify(raw)}`);
-        expect([400, 404]).toContain(res.status);
+      fc.asyncProperty(id, fc.constantFrom('action', 'cancel', 'machine', 'isolate', 'agent-start'), async (raw, where) => {
+        // A string is sent percent-encoded; {raw} as it is (escapes a client would not produce).
+        const key = typeof raw === 'string' ? encodeURIComponent(raw.isWellFormed() ? raw : raw.toWellFormed()) : raw.raw.replace('\u0000', '%00');
+        const [res] = await everywhere(`${where} ${JSON.stringify(raw)}`, async (t) => {
+          const r =
+            where === 'action'
+              ? await send(t, 'GET', `/api/machineactions/${key}`, { headers: auth(t) })
+              : where === 'cancel'
+                ? await send(t, 'POST', `/api/machineactions/${key}/cancel`, { headers: json(t), body: '{"Comment":"x"}' })
+                : where === 'machine'
+                  ? await send(t, 'GET', `/api/machines/${key}`, { headers: auth(t) })
+                  : where === 'isolate'
+                    ? await send(t, 'POST', `/api/machines/${key}/isolate`, { headers: json(t), body: '{"Comment":"x"}' })
+                    : await send(t, 'POST', `/agent/v1/actions/${key}/start`, { headers: { authorization: `Bearer ${t.agentToken}`, 'content-type': 'application/json' }, body: '{}' });
+          expectEnvelope(r, `${t.backend} ${where} ${JSON.stringify(raw)}`);
+          return r;
+        });
+        expect([400, 404]).toContain(res!.status);
       }),
       { numRuns: RUNS },
     );
@@ -195,19 +258,22 @@ describe('hostile input', () => {
 
   it('paths and methods: anything is a JSON answer, never a 500', async () => {
     const segment = fc.oneof(
-      fc.constantFrom('api', 'API', 'v1.0', 'machines', 'machineactions', 'cancel', 'isolate', 'agent', 'v1', 'checkin', 'oauth2', 'token', 'v2.0', 'discovery', 'keys', '.well-known', '..', '.', '', setup.tenantId, setup.machines[0]!.id),
+      fc.constantFrom('api', 'API', 'v1.0', 'machines', 'machineactions', 'cancel', 'isolate', 'agent', 'v1', 'checkin', 'oauth2', 'token', 'v2.0', 'discovery', 'keys', '.well-known', '..', '.', '', '%00', '%FF', setup.tenantId, setup.machines[0]!.id),
       fc.string({ maxLength: 20 }).map(encodeURIComponent),
     );
     await fc.assert(
       fc.asyncProperty(fc.array(segment, { minLength: 1, maxLength: 6 }), fc.constantFrom('GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'), async (segments, method) => {
         const path = `/${segments.join('/')}`;
-        const res = await send(method, path, { headers: { ...auth(), 'content-type': 'application/json' }, body: method === 'GET' ? undefined : '{}' });
-        expect(res.status, `${method} ${path}: ${res.text.slice(0, 200)}`).toBeLessThan(500);
-        if (res.status >= 400) {
-          expect(res.json, `${method} ${path}`).toBeTypeOf('object');
-          // /api and /agent answer with the envelope; the token service with OAuth's shape.
-          expect(typeof res.json.error === 'string' || typeof res.json.error?.code === 'string', `${method} ${path}: ${res.text}`).toBe(true);
-        }
+        await everywhere(`${method} ${path}`, async (t) => {
+          const res = await send(t, method, path, { headers: json(t), body: method === 'GET' ? undefined : '{}' });
+          expect(res.status, `${t.backend} ${method} ${path}: ${res.text.slice(0, 200)}`).toBeLessThan(500);
+          if (res.status >= 400) {
+            expect(res.json, `${method} ${path}`).toBeTypeOf('object');
+            // /api and /agent answer with the envelope; the token service with OAuth's shape.
+            expect(typeof res.json.error === 'string' || typeof res.json.error?.code === 'string', `${method} ${path}: ${res.text}`).toBe(true);
+          }
+          return res;
+        });
       }),
       { numRuns: RUNS },
     );
@@ -229,33 +295,47 @@ describe('hostile input', () => {
           chunks.push(Buffer.from('\r\n'));
         }
         if (!truncate) chunks.push(Buffer.from(`--${boundary}--\r\n`));
-        const before = await actionCount(setup.machines[1]!.id);
-        const res = await send('POST', path, { headers: { ...auth(), 'content-type': `multipart/form-data; boundary=${boundary}` }, body: Buffer.concat(chunks) });
-        expectEnvelope(res, path);
-        expect([404, 415]).toContain(res.status);
-        expect(await actionCount(setup.machines[1]!.id)).toBe(before);
+        await everywhere(path, async (t) => {
+          const before = await actionCount(t, setup.machines[1]!.id);
+          const res = await send(t, 'POST', path, { headers: { ...auth(t), 'content-type': `multipart/form-data; boundary=${boundary}` }, body: Buffer.concat(chunks) });
+          expectEnvelope(res, `${t.backend} ${path}`);
+          expect([404, 415]).toContain(res.status);
+          expect(await actionCount(t, setup.machines[1]!.id)).toBe(before);
+          return res;
+        });
       }),
       { numRuns: RUNS },
     );
   });
 
   it('the agent protocol: any body from an enrolled agent is answered, never a 500', async () => {
-    const created = await send('POST', `/api/machines/${agent.machineId}/collectInvestigationPackage`, { headers: { ...auth(), 'content-type': 'application/json' }, body: '{"Comment":"fuzz"}' });
-    expect(created.status).toBe(201);
-    await fc.assert(
-      fc.asyncProperty(
-        fc.constantFrom('/agent/v1/checkin', '/agent/v1/enroll', `/agent/v1/actions/${created.json.id}/report`, `/agent/v1/actions/${created.json.id}/progress`, `/agent/v1/actions/${created.json.id}/start`, '/agent/v1/actions/x/report'),
-        fc.oneof(fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)), fc.string({ maxLength: 100 }), fc.dictionary(fc.constantFrom('running', 'reportId', 'status', 'errorHResult', 'troubleshootInfo', 'commands', 'enrollmentToken', 'machine', 'maxWaitSeconds'), fc.jsonValue({ maxDepth: 2 })).map((o) => JSON.stringify(o))),
-        async (path, body) => {
-          const res = await send('POST', path, { headers: { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' }, body });
-          expectEnvelope(res, `${path} ${body}`);
-        },
-      ),
-      { numRuns: RUNS },
-    );
-    // Whatever was sent, the action is still a coherent one.
-    const final = await send('GET', `/api/machineactions/${created.json.id}`, { headers: auth() });
-    expect(['Pending', 'InProgress', 'Succeeded', 'Failed']).toContain(final.json.status);
+    for (const t of targets) {
+      const created = await send(t, 'POST', `/api/machines/${t.agent.machineId}/collectInvestigationPackage`, { headers: json(t), body: '{"Comment":"fuzz"}' });
+      expect(created.status).toBe(201);
+      const id = created.json.id as string;
+      const field = fc.constantFrom('running', 'reportId', 'status', 'errorHResult', 'troubleshootInfo', 'commands', 'detail', 'enrollmentToken', 'machine', 'maxWaitSeconds', 'agentVersion');
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom('/agent/v1/checkin', '/agent/v1/enroll', `/agent/v1/actions/${id}/report`, `/agent/v1/actions/${id}/progress`, `/agent/v1/actions/${id}/start`, '/agent/v1/actions/x/report'),
+          fc.oneof(
+            fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)),
+            fc.string({ maxLength: 100 }),
+            fc.dictionary(field, fc.oneof(fc.jsonValue({ maxDepth: 2 }), badText)).map((o) => JSON.stringify(o)),
+            fc.record({ reportId: fc.constant('r'), status: fc.constant('Failed'), errorHResult: fc.constant(1), troubleshootInfo: anyText, detail: fc.dictionary(anyText, anyText, { maxKeys: 2 }) }).map((o) => JSON.stringify(o)),
+            fc.record({ enrollmentToken: fc.constant('x.y'), machine: fc.record({ computerDnsName: anyText }) }).map((o) => JSON.stringify(o)),
+            fc.integer({ min: 30, max: 5000 }).map((depth) => `{"reportId":"deep","status":"Failed","errorHResult":1,"troubleshootInfo":null,"detail":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}`),
+          ),
+          async (path, body) => {
+            const res = await send(t, 'POST', path, { headers: { authorization: `Bearer ${t.agentToken}`, 'content-type': 'application/json' }, body });
+            expectEnvelope(res, `${t.backend} ${path} ${body.slice(0, 300)}`);
+          },
+        ),
+        { numRuns: RUNS },
+      );
+      // Whatever was sent, the action is still a coherent one.
+      const final = await send(t, 'GET', `/api/machineactions/${id}`, { headers: auth(t) });
+      expect(['Pending', 'InProgress', 'Succeeded', 'Failed']).toContain(final.json.status);
+    }
   });
 
   it('the token service: any form is an OAuth answer, never a 500', async () => {
@@ -266,12 +346,15 @@ describe('hostile input', () => {
         fc.constantFrom(`/${setup.tenantId}/oauth2/v2.0/token`, `/${setup.tenantId}/oauth2/token`, '/not-a-tenant/oauth2/token'),
         fc.constantFrom('application/x-www-form-urlencoded', 'application/json', 'text/plain'),
         async (form, path, contentType) => {
-          const res = await send('POST', path, { headers: { 'content-type': contentType }, body: new URLSearchParams(form).toString() });
-          expect(res.status, res.text).toBeLessThan(500);
-          if (res.status !== 200) {
-            expect(typeof res.json.error).toBe('string');
-            expect(typeof res.json.error_description).toBe('string');
-          }
+          await everywhere(`${path} ${JSON.stringify(form)}`, async (t) => {
+            const res = await send(t, 'POST', path, { headers: { 'content-type': contentType }, body: new URLSearchParams(form).toString() });
+            expect(res.status, res.text).toBeLessThan(500);
+            if (res.status !== 200) {
+              expect(typeof res.json.error).toBe('string');
+              expect(typeof res.json.error_description).toBe('string');
+            }
+            return res;
+          });
         },
       ),
       { numRuns: RUNS },
