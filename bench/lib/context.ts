@@ -75,6 +75,8 @@ export const SERVER_SETTINGS: Readonly<Record<string, string>> = {
   COUNTERMAND_RATE_LIMITS_ENABLED: 'true',
   COUNTERMAND_RATE_LIMIT_SCALE: '1000000',
   COUNTERMAND_AGENT_POLL_SECONDS: String(POLL_SECONDS),
+  // Every benchmark client and agent (10,000 of them) connects from loopback: no per-source cap.
+  COUNTERMAND_MAX_CONNECTIONS_PER_SOURCE: '0',
 };
 
 export interface RunContext {
