@@ -1,4 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type net from 'node:net';
@@ -8,7 +10,7 @@ import { createLogger } from '../../src/logger.js';
 import { startServer } from '../../src/server.js';
 import { enrollmentToken, waitUntil } from '../support/agents.js';
 import { appToken, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
-import { envelopeOf, rawExchange, type RawExchange } from '../support/raw-http.js';
+import { envelopeOf, parseResponses, rawExchange, type RawExchange } from '../support/raw-http.js';
 
 /**
  * Slow clients and connection floods (docs/architecture.md, "Connections"): headers, whole
@@ -192,6 +194,65 @@ describe('open connections per source', () => {
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
     } finally {
       agent.destroy();
+    }
+  });
+});
+
+describe('over HTTPS', () => {
+  let server: TestServer;
+  let port: number;
+  let ca: Buffer;
+  const dir = mkdtempSync(join(tmpdir(), 'countermand-tls-'));
+  const CAP = 3;
+
+  beforeAll(async () => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    ca = readFileSync(join(dir, 'cert.pem'));
+    server = await startTestServer({
+      fixtures: setup.fixtures,
+      config: { tlsCertFile: join(dir, 'cert.pem'), tlsKeyFile: join(dir, 'key.pem'), headersTimeoutSeconds: 2, requestTimeoutSeconds: 4, maxConnectionsPerSource: CAP },
+    });
+    port = Number(new URL(server.url).port);
+  });
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A TLS connection that writes `data` and collects the answer until the server closes (or `limitMs`). */
+  function tlsExchange(data: string, limitMs: number): Promise<{ text: string; closedByServer: boolean; socket: tls.TLSSocket }> {
+    return new Promise((resolve) => {
+      const socket = tls.connect({ port, host: '127.0.0.1', ca }, () => socket.write(data));
+      let text = '';
+      const timer = setTimeout(() => {
+        socket.destroy();
+        resolve({ text, closedByServer: false, socket });
+      }, limitMs);
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        clearTimeout(timer);
+        resolve({ text, closedByServer: true, socket });
+      });
+    });
+  }
+
+  it('a TCP connection that never starts its TLS handshake is closed within the headers timeout', async () => {
+    const result = await rawExchange(port, '', { limitMs: 15_000 });
+    expect(result.closedByServer).toBe(true);
+    expect(result.elapsedMs).toBeLessThan(6000);
+  });
+
+  it('the per-source cap answers 429 in the envelope over TLS', async () => {
+    // Six connections at once, each with its request half sent: three are held, three refused.
+    const results = await Promise.all(Array.from({ length: CAP + 3 }, () => tlsExchange('GET /api/machines HTTP/1.1\r\nHost: x\r\n', 1500)));
+    const answers = results.filter((r) => r.text !== '');
+    expect(answers).toHaveLength(3);
+    for (const { text, closedByServer } of answers) {
+      expect(closedByServer).toBe(true);
+      const response = parseResponses(Buffer.from(text))[0]!;
+      expect(response.status).toBe(429);
+      expect(envelopeOf(response).code).toBe('TooManyRequests');
     }
   });
 });
