@@ -103,7 +103,8 @@ export function clientErrorHandler(limits: ConnectionLimits, log: FastifyBaseLog
     const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (socket.writable && !inFlight?.headersSent) {
       const { requestId, text } = rawErrorResponse(answer);
-      log.info({ reqId: requestId, code: answer.code, reason: error.code }, 'rejected malformed request');
+      const what = answer.statusCode === 408 ? 'request did not arrive in time' : 'rejected malformed request';
+      log.info({ reqId: requestId, code: answer.code, reason: error.code }, what);
       socket.write(text);
     }
     socket.destroy();
