@@ -50,6 +50,12 @@ export const ServerConfigSchema = Type.Object({
   rateLimitWindowScale: Type.Number({ exclusiveMinimum: 0 }),
   /** How long an agent's check-in waits for work before answering empty (jittered ±10%). */
   agentPollSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 300 }),
+  /**
+   * Check-ins one agent credential may make per minute (per server node; off with
+   * rateLimitsEnabled false). A well-behaved agent checks in once per poll, or once per change
+   * of its work: far below this.
+   */
+  agentCheckinsPerMinute: Type.Integer({ minimum: 1 }),
   /** An action not picked up within this becomes TimeOut (contract §4: 3 days). */
   deliveryWindowSeconds: Type.Number({ exclusiveMinimum: 0 }),
   /** When set, every action type's execution deadline; else each type's own (docs/api-decisions.md). */
@@ -60,8 +66,6 @@ export const ServerConfigSchema = Type.Object({
   sweepIntervalSeconds: Type.Number({ exclusiveMinimum: 0 }),
   /** Simulated agents started with the server (0: none). */
   demoFleetSize: Type.Integer({ minimum: 0, maximum: 100000 }),
-  /** The tenant the demo fleet joins; default the demo tenant, else the first tenant. */
-  demoFleetTenant: Type.Union([Type.String({ pattern: '^[0-9a-fA-F-]{36}$' }), Type.Null()]),
   /** How the demo fleet's simulated actions behave, per action type (docs/agents.md). */
   demoFleetSimulation: Type.Record(Type.String(), Type.Unknown()),
   /** PEM files to serve HTTPS with. */
@@ -92,12 +96,12 @@ export const DEFAULT_CONFIG: ServerConfig = {
   rateLimitScale: 1,
   rateLimitWindowScale: 1,
   agentPollSeconds: 25,
+  agentCheckinsPerMinute: 600,
   deliveryWindowSeconds: 3 * 24 * 3600,
   executionDeadlineSeconds: null,
   inactiveAfterSeconds: 7 * 24 * 3600,
   sweepIntervalSeconds: 30,
   demoFleetSize: 3,
-  demoFleetTenant: null,
   demoFleetSimulation: {},
   tlsCertFile: null,
   tlsKeyFile: null,
@@ -125,12 +129,12 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   rateLimitScale: 'COUNTERMAND_RATE_LIMIT_SCALE',
   rateLimitWindowScale: 'COUNTERMAND_RATE_LIMIT_WINDOW_SCALE',
   agentPollSeconds: 'COUNTERMAND_AGENT_POLL_SECONDS',
+  agentCheckinsPerMinute: 'COUNTERMAND_AGENT_CHECKINS_PER_MINUTE',
   deliveryWindowSeconds: 'COUNTERMAND_DELIVERY_WINDOW_SECONDS',
   executionDeadlineSeconds: 'COUNTERMAND_EXECUTION_DEADLINE_SECONDS',
   inactiveAfterSeconds: 'COUNTERMAND_INACTIVE_AFTER_SECONDS',
   sweepIntervalSeconds: 'COUNTERMAND_SWEEP_INTERVAL_SECONDS',
   demoFleetSize: 'COUNTERMAND_DEMO_FLEET',
-  demoFleetTenant: 'COUNTERMAND_DEMO_FLEET_TENANT',
   demoFleetSimulation: 'COUNTERMAND_DEMO_FLEET_SIMULATION',
   tlsCertFile: 'COUNTERMAND_TLS_CERT',
   tlsKeyFile: 'COUNTERMAND_TLS_KEY',
@@ -139,6 +143,15 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
+
+/** Settings that no longer exist, with what to do instead: refused by name, not ignored. */
+const REMOVED: Readonly<Record<string, { env: string; instead: string }>> = {
+  demoFleetTenant: {
+    env: 'COUNTERMAND_DEMO_FLEET_TENANT',
+    // Simulated agents report Succeeded for anything: they never join a real tenant unasked.
+    instead: 'the demo fleet only joins the demo tenant; run simulated agents in another tenant with `countermand agent --executor simulated`',
+  },
+};
 
 /** Converts a string from the environment or a flag to the setting's type. */
 function fromString(key: keyof ServerConfig, raw: string): unknown {
@@ -172,9 +185,13 @@ export function loadConfig(
       throw new ConfigError(`the configuration file ${file} must hold a JSON object`);
     }
     for (const [key, value] of Object.entries(parsed)) {
+      if (REMOVED[key]) throw new ConfigError(`setting '${key}' in ${file} no longer exists: ${REMOVED[key].instead}`);
       if (!(key in DEFAULT_CONFIG)) throw new ConfigError(`unknown setting '${key}' in ${file}`);
       merged[key] = value;
     }
+  }
+  for (const [key, removed] of Object.entries(REMOVED)) {
+    if (env[removed.env] !== undefined) throw new ConfigError(`${removed.env} (setting ${key}) no longer exists: ${removed.instead}`);
   }
   for (const key of Object.keys(ENV) as (keyof ServerConfig)[]) {
     const raw = env[ENV[key]];

@@ -160,5 +160,6 @@ export function fixtureMachine(tenantId: string, m: Static<typeof FixtureMachine
       type: ip.type ?? null,
       operationalStatus: ip.operationalStatus ?? null,
     })),
+    offboardedAt: null,
   };
 }

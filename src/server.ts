@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { SimulatedFleet } from './agent/fleet.js';
+import { isLoopbackHost } from './agent/server-url.js';
 import { parseSimulation } from './agent/executors/simulated.js';
 import { AGENT_MAX_SOCKETS } from './agent/client.js';
 import { buildApp } from './api/app.js';
@@ -101,11 +102,12 @@ export async function loadFixtures(store: Store, directory: Directory, fixtures:
   }
 }
 
-/** The tenant the demo fleet joins: configured, else the demo tenant, else the first one. */
-async function fleetTenant(store: Store, config: ServerConfig): Promise<string | null> {
-  if (config.demoFleetTenant) return config.demoFleetTenant.toLowerCase();
-  const tenants = await store.listTenants();
-  return (tenants.find((t) => t.id === DEMO_TENANT_ID) ?? tenants[0])?.id ?? null;
+/**
+ * The tenant the demo fleet joins: only ever the demo tenant seeded on a first start without
+ * fixtures. Simulated agents report Succeeded for anything; in a real tenant they would lie.
+ */
+async function fleetTenant(store: Store): Promise<string | null> {
+  return (await store.getTenant(DEMO_TENANT_ID))?.id ?? null;
 }
 
 /**
@@ -142,7 +144,16 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       ? await PostgresNotifier.start(waiters, pool, (error) => logger.warn({ err: error }, 'dispatch notification failed'))
       : new LocalNotifier(waiters);
     stops.push(() => notifier.close());
-    const gateway = new AgentGateway({ store, actions, waiters, notifier, pollSeconds: config.agentPollSeconds });
+    const gateway = new AgentGateway({
+      store,
+      actions,
+      waiters,
+      notifier,
+      pollSeconds: config.agentPollSeconds,
+      checkinLimit: config.rateLimitsEnabled
+        ? { points: config.agentCheckinsPerMinute, seconds: Math.max(1, Math.round(60 * config.rateLimitWindowScale)) }
+        : null,
+    });
     actions.setListener(gateway);
 
     let baseUrl = config.publicBaseUrl?.replace(/\/+$/, '') ?? '';
@@ -192,6 +203,13 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     });
     await app.listen({ host: config.host, port: config.port });
     stops.push(() => app.close());
+    if (!tls && !isLoopbackHost(config.host)) {
+      logger.warn(
+        { host: config.host },
+        'listening on a non-loopback address without TLS: tokens, client secrets, enrollment tokens and agent credentials ' +
+          'travel in clear; serve with --tls-cert and --tls-key, or only behind a TLS proxy',
+      );
+    }
     stops.push(() => gateway.shutdown());
     const address = app.server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
@@ -215,12 +233,15 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     stops.push(() => sweeper.stop());
 
     let fleet: SimulatedFleet | null = null;
-    const tenantId = config.demoFleetSize > 0 ? await fleetTenant(store, config) : null;
+    const tenantId = config.demoFleetSize > 0 ? await fleetTenant(store) : null;
+    if (config.demoFleetSize > 0 && !tenantId) logger.info('no demo tenant in this store: the demo fleet does not start');
     if (tenantId) {
       fleet = new SimulatedFleet({
         serverUrl: url,
         // The certificate file (self-signed, or with its chain) is what the fleet trusts.
         ...(tls ? { ca: tls.cert } : {}),
+        // It talks to this very process: its plain HTTP never leaves the machine.
+        insecureHttp: true,
         enrollmentToken: await createEnrollmentToken(store, tenantId, 'demo-fleet', { rbacGroupId: 1, rbacGroupName: 'Demo fleet' }),
         size: config.demoFleetSize,
         stateDir: join(config.dataDir, 'fleet'),

@@ -154,6 +154,7 @@ function benchMachine(i: number, now: number, random: () => number): Machine {
     aadDeviceId: null,
     machineTags: i % 2 === 0 ? ['prod'] : ['test'],
     ipAddresses: [{ ipAddress: ip, macAddress: null, type: 'eth0', operationalStatus: 'Up' }],
+    offboardedAt: null,
   };
 }
 

@@ -3,15 +3,23 @@ import type { AgentActionWire, EnrollRequest } from '../dispatch/protocol.js';
 import type { LiveResponseCommand } from '../domain/model.js';
 import { AgentClient, ServerError } from './client.js';
 import type { ExecutionOutcome, Executor } from './executor.js';
-import type { AgentState, JournalEntry } from './state.js';
+import { checkServerUrl } from './server-url.js';
+import type { AgentCredentials, AgentState, JournalEntry } from './state.js';
 
 export const AGENT_VERSION = '0.1.0';
 
 export interface AgentOptions {
   serverUrl: string;
   ca?: string | Buffer;
-  /** Needed on first start, and to re-enroll if the credential is revoked. */
+  /** Plain HTTP to a server that is not on loopback (the credentials travel in clear). */
+  insecureHttp?: boolean;
+  /** Needed on first start: enrolls a new machine. */
   enrollmentToken?: string;
+  /**
+   * From `countermand enrollment reenroll`: re-attaches to an existing machine when there is no
+   * saved credential, or when the server refuses the saved one. Used at most once.
+   */
+  reenrollGrant?: string;
   machine: EnrollRequest['machine'];
   state: AgentState;
   executor: Executor;
@@ -24,6 +32,13 @@ export interface AgentOptions {
 export type AgentLog = (message: string, detail?: Record<string, unknown>, level?: 'info' | 'warn') => void;
 
 type StopReason = 'cancelled' | 'shutdown';
+
+/** The agent cannot go on without an operator: the message says what to do. */
+export class AgentRefusal extends Error {
+  override name = 'AgentRefusal';
+}
+
+const refusedByServer = (error: unknown) => error instanceof ServerError && (error.status === 401 || error.status === 403);
 
 /** Backoff between failed calls: 0.5 s doubling to 30 s, with jitter. */
 function backoff(attempt: number): number {
@@ -51,16 +66,25 @@ export class Agent {
   private loop: Promise<void> | undefined;
   private readonly log: AgentLog;
   machineId: string | null = null;
+  private tenantId: string | null = null;
   /** Why the agent stopped on its own (offboarded, credential refused), if it did. */
   stoppedBecause: string | null = null;
+  private grantTried = false;
 
   constructor(private readonly options: AgentOptions) {
-    this.client = new AgentClient({ serverUrl: options.serverUrl, ...(options.ca ? { ca: options.ca } : {}) });
     this.log = options.log ?? (() => undefined);
+    let warning: string | null;
+    try {
+      warning = checkServerUrl(options.serverUrl, options.insecureHttp ?? false);
+    } catch (error) {
+      throw new AgentRefusal((error as Error).message);
+    }
+    if (warning) this.log(warning, { serverUrl: options.serverUrl }, 'warn');
+    this.client = new AgentClient({ serverUrl: options.serverUrl, ...(options.ca ? { ca: options.ca } : {}) });
   }
 
   async start(): Promise<void> {
-    await this.ensureEnrolled(false);
+    await this.enrollAtStart();
     this.loop = this.run();
   }
 
@@ -78,24 +102,79 @@ export class Agent {
     this.client.close();
   }
 
-  private async ensureEnrolled(replace: boolean): Promise<void> {
-    const saved = replace ? null : await this.options.state.loadCredentials();
+  /**
+   * The saved credential when it is for this server; else the machine is proven (the saved
+   * credential for a server whose URL changed, or a re-enroll grant) or, with no machine yet,
+   * enrolled with the enrollment token. An agent never takes a machine over with an enrollment
+   * token, and never silently enrolls again as a new machine.
+   */
+  private async enrollAtStart(): Promise<void> {
+    const saved = await this.options.state.loadCredentials();
+    if (saved?.offboardedAt) {
+      if (this.options.reenrollGrant) return this.enrollWithGrant(saved.machineId);
+      throw new AgentRefusal(this.offboardedMessage(saved));
+    }
     if (saved && saved.serverUrl === this.options.serverUrl) {
       this.client.token = saved.agentToken;
       this.machineId = saved.machineId;
+      this.tenantId = saved.tenantId;
       return;
     }
-    if (!this.options.enrollmentToken) throw new Error('not enrolled: an enrollment token is needed');
-    const previous = saved ?? (await this.options.state.loadCredentials());
-    const enrolled = await this.client.enroll({
-      enrollmentToken: this.options.enrollmentToken,
-      ...(previous?.machineId ? { machineId: previous.machineId } : {}),
-      machine: { agentVersion: AGENT_VERSION, ...this.options.machine },
-    });
+    if (saved) {
+      // The server's URL changed: the saved credential proves the machine, and is replaced.
+      try {
+        return await this.enroll({ machineId: saved.machineId }, saved.agentToken);
+      } catch (error) {
+        if (!refusedByServer(error)) throw error;
+        this.log('the server refused the saved credential', { machineId: saved.machineId, error: String(error) }, 'warn');
+      }
+    }
+    if (this.options.reenrollGrant) return this.enrollWithGrant(saved?.machineId);
+    if (saved) throw new AgentRefusal(this.refusedMessage(saved.machineId, saved.tenantId));
+    if (!this.options.enrollmentToken) {
+      throw new AgentRefusal('not enrolled: an enrollment token is needed (--enrollment-token), or a re-enroll grant (--reenroll-grant) for a machine enrolled before');
+    }
+    await this.enroll({ enrollmentToken: this.options.enrollmentToken });
+  }
+
+  private async enrollWithGrant(machineId: string | undefined): Promise<void> {
+    this.grantTried = true;
+    try {
+      await this.enroll({ reenrollGrant: this.options.reenrollGrant!, ...(machineId ? { machineId } : {}) });
+    } catch (error) {
+      if (!refusedByServer(error)) throw error;
+      throw new AgentRefusal(`the server refused the re-enroll grant: ${(error as ServerError).message}`);
+    }
+  }
+
+  private async enroll(proof: Pick<EnrollRequest, 'enrollmentToken' | 'reenrollGrant' | 'machineId'>, credential?: string): Promise<void> {
+    const enrolled = await this.client.enroll({ ...proof, machine: { agentVersion: AGENT_VERSION, ...this.options.machine } }, credential);
     await this.options.state.saveCredentials({ serverUrl: this.options.serverUrl, ...enrolled });
     this.client.token = enrolled.agentToken;
     this.machineId = enrolled.machineId;
-    this.log('enrolled', { machineId: enrolled.machineId });
+    this.tenantId = enrolled.tenantId;
+    const how = proof.enrollmentToken ? 'enrollment token' : proof.reenrollGrant ? 're-enroll grant' : 'current credential';
+    this.log('enrolled', { machineId: enrolled.machineId, with: how });
+  }
+
+  private howToReattach(machineId: string, tenantId: string | null): string {
+    const where = this.options.state.location ? `remove ${this.options.state.location}/credentials.json` : "clear the agent's saved credentials";
+    return (
+      `To re-attach this agent to it, an administrator issues a grant with ` +
+      `\`countermand enrollment reenroll --tenant ${tenantId ?? '<tenant id>'} --machine ${machineId}\` ` +
+      `and the agent is started again with --reenroll-grant <grant>; to enroll it as a new machine instead, ${where}.`
+    );
+  }
+
+  private refusedMessage(machineId: string, tenantId: string | null): string {
+    return (
+      `the server refused the agent credential of machine ${machineId} (the machine was offboarded, or re-attached to ` +
+      `another agent, or this server does not know it). ${this.howToReattach(machineId, tenantId)}`
+    );
+  }
+
+  private offboardedMessage(saved: AgentCredentials): string {
+    return `machine ${saved.machineId} was offboarded at ${new Date(saved.offboardedAt!).toISOString()}. ${this.howToReattach(saved.machineId, saved.tenantId)}`;
   }
 
   private async run(): Promise<void> {
@@ -124,16 +203,30 @@ export class Agent {
         if (this.stopping.signal.aborted) break;
         if (error instanceof ServerError && error.status === 401) {
           if (this.stoppedBecause) break;
-          if (!this.options.enrollmentToken) {
-            this.stoppedBecause = 'the server refused the agent credential';
+          if (this.options.reenrollGrant && !this.grantTried) {
+            try {
+              await this.enrollWithGrant(this.machineId ?? undefined);
+              continue;
+            } catch (enrollError) {
+              if (enrollError instanceof AgentRefusal) {
+                this.stoppedBecause = enrollError.message;
+                break;
+              }
+              this.grantTried = false; // not answered: try it again after the backoff
+              this.log('re-enrollment failed', { error: String(enrollError) }, 'warn');
+            }
+          } else {
+            // Without proof of this machine, stop: never loop, never take another machine's place.
+            this.stoppedBecause = this.refusedMessage(this.machineId!, this.tenantId);
             break;
           }
-          try {
-            await this.ensureEnrolled(true);
-            continue;
-          } catch (enrollError) {
-            this.log('re-enrollment failed', { error: String(enrollError) }, 'warn');
-          }
+        }
+        if (error instanceof ServerError && error.status === 429) {
+          // The server says when a check-in will be accepted again: wait that long, not less.
+          const seconds = error.retryAfterSeconds ?? backoff(failures++) / 1000;
+          this.log('check-ins rate-limited by the server', { retryAfterSeconds: seconds }, 'warn');
+          await delay(seconds * 1000 + Math.random() * 250, this.stopping.signal);
+          continue;
         }
         this.log('check-in failed', { error: String(error) }, 'warn');
         await delay(backoff(failures++), this.stopping.signal);
@@ -214,9 +307,11 @@ export class Agent {
     await this.options.state.removeJournal(action.id);
     this.log('reported', { actionId: action.id, status: result?.status, applied: result?.applied });
     if (action.type === 'Offboard' && result?.status === 'Succeeded') {
-      // The server revoked this agent's credential; nothing more to do on this machine.
+      // The server revoked this agent's credential; nothing more to do on this machine. The state
+      // remembers it, so a restart does not quietly enroll the machine again.
       this.stoppedBecause = 'offboarded';
-      await this.options.state.clearCredentials();
+      const saved = await this.options.state.loadCredentials();
+      if (saved) await this.options.state.saveCredentials({ ...saved, offboardedAt: Date.now() });
       this.stopping.abort();
     }
   }
@@ -232,7 +327,8 @@ export class Agent {
           return null;
         }
         if (signal?.aborted || (this.stopping.signal.aborted && attempt > 3)) return null;
-        await delay(backoff(attempt));
+        const retryAfter = error instanceof ServerError ? error.retryAfterSeconds : null;
+        await delay(retryAfter !== null ? retryAfter * 1000 : backoff(attempt));
       }
     }
   }

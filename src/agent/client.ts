@@ -20,6 +20,8 @@ export class ServerError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** A 429's Retry-After: when the server will accept the call again. */
+    readonly retryAfterSeconds: number | null = null,
   ) {
     super(message);
     this.name = 'ServerError';
@@ -81,7 +83,7 @@ export class AgentClient {
     this.agent.destroy();
   }
 
-  private call<T>(path: string, body: unknown, extraTimeoutMs = 0, signal?: AbortSignal): Promise<T> {
+  private call<T>(path: string, body: unknown, extraTimeoutMs = 0, signal?: AbortSignal, token = this.token): Promise<T> {
     const payload = JSON.stringify(body ?? {});
     const target = new URL(`${this.url.pathname.replace(/\/+$/, '')}${AGENT_API}${path}`, this.url);
     const request = target.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -94,7 +96,7 @@ export class AgentClient {
           headers: {
             'content-type': 'application/json',
             'content-length': Buffer.byteLength(payload),
-            ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
           },
           timeout: this.timeoutMs + extraTimeoutMs,
           ...(signal ? { signal } : {}),
@@ -119,7 +121,10 @@ export class AgentClient {
             const status = res.statusCode ?? 0;
             if (status >= 200 && status < 300) return resolve(parsed as T);
             const error = (parsed as { error?: { code?: string; message?: string } }).error;
-            reject(new ServerError(status, error?.code ?? 'Unknown', error?.message ?? `HTTP ${status}`));
+            const retryAfter = Number(res.headers['retry-after']);
+            reject(
+              new ServerError(status, error?.code ?? 'Unknown', error?.message ?? `HTTP ${status}`, Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter : null),
+            );
           });
           res.on('error', reject);
         },
@@ -130,8 +135,9 @@ export class AgentClient {
     });
   }
 
-  enroll(request: EnrollRequest): Promise<EnrollResponse> {
-    return this.call('/enroll', request);
+  /** Sends `credential` (the machine's current one) as its proof, or no credential at all. */
+  enroll(request: EnrollRequest, credential?: string): Promise<EnrollResponse> {
+    return this.call('/enroll', request, 0, undefined, credential ?? null);
   }
 
   checkin(request: CheckinRequest, signal?: AbortSignal): Promise<CheckinResponse> {

@@ -1,11 +1,13 @@
 import { join } from 'node:path';
-import { Agent } from './agent.js';
+import { Agent, AgentRefusal } from './agent.js';
 import { SimulatedExecutor, type Simulation } from './executors/simulated.js';
 import { FileState } from './state.js';
 
 export interface FleetOptions {
   serverUrl: string;
   ca?: string | Buffer;
+  /** Plain HTTP to a non-loopback address: only for a fleet inside the server it talks to. */
+  insecureHttp?: boolean;
   enrollmentToken: string;
   size: number;
   /** Where each agent keeps its state (so restarts re-attach to the same machines). */
@@ -39,6 +41,7 @@ export class SimulatedFleet {
       const agent = new Agent({
         serverUrl: options.serverUrl,
         ...(options.ca ? { ca: options.ca } : {}),
+        ...(options.insecureHttp ? { insecureHttp: true } : {}),
         enrollmentToken: options.enrollmentToken,
         machine: {
           computerDnsName: name,
@@ -54,7 +57,11 @@ export class SimulatedFleet {
         ...(options.log ? { log: (m, d) => options.log!(m, { machine: name, ...d }) } : {}),
       });
       this.agents.push(agent);
-      starting.push(agent.start());
+      starting.push(agent.start().catch((error: unknown) => {
+        // One machine that cannot go on (e.g. it was offboarded) does not stop the others.
+        if (!(error instanceof AgentRefusal)) throw error;
+        options.log?.(`${name} does not start: ${error.message}`);
+      }));
     }
     // Enrollments verify a hashed secret each (in the thread pool): in parallel, not one by one.
     await Promise.all(starting);

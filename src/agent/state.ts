@@ -10,6 +10,8 @@ export interface AgentCredentials {
   tenantId: string;
   machineId: string;
   agentToken: string;
+  /** When the machine was offboarded (its credential revoked): a restart does not enroll it again on its own. */
+  offboardedAt?: number;
 }
 
 /**
@@ -28,9 +30,10 @@ export interface JournalEntry {
 }
 
 export interface AgentState {
+  /** Where the state lives, for messages to the operator (a directory), if anywhere. */
+  readonly location?: string;
   loadCredentials(): Promise<AgentCredentials | null>;
   saveCredentials(credentials: AgentCredentials): Promise<void>;
-  clearCredentials(): Promise<void>;
   journal(actionId: string): Promise<JournalEntry | null>;
   writeJournal(entry: JournalEntry): Promise<void>;
   removeJournal(actionId: string): Promise<void>;
@@ -65,8 +68,10 @@ const SAFE_ID = /^[0-9a-f-]{36}$/;
 /** An agent's state in a directory (credentials readable by its owner only). */
 export class FileState implements AgentState {
   private readonly journalDir: string;
+  readonly location: string;
 
   constructor(private readonly dir: string) {
+    this.location = dir;
     this.journalDir = join(dir, 'journal');
     mkdirSync(this.journalDir, { recursive: true, mode: 0o700 });
   }
@@ -77,10 +82,6 @@ export class FileState implements AgentState {
 
   saveCredentials(credentials: AgentCredentials) {
     return writeAtomic(join(this.dir, 'credentials.json'), JSON.stringify(credentials, null, 2), 0o600);
-  }
-
-  async clearCredentials() {
-    await rm(join(this.dir, 'credentials.json'), { force: true });
   }
 
   private journalPath(actionId: string): string {
@@ -116,9 +117,6 @@ export class MemoryState implements AgentState {
   }
   async saveCredentials(credentials: AgentCredentials) {
     this.credentials = credentials;
-  }
-  async clearCredentials() {
-    this.credentials = null;
   }
   async journal(actionId: string) {
     return this.entries.get(actionId) ?? null;

@@ -3,7 +3,7 @@ import { loadConfig } from '../config.js';
 import type { Store } from '../domain/store.js';
 import { Directory, DirectoryError } from '../identity/directory.js';
 import { KeyRing } from '../identity/keys.js';
-import { createEnrollmentToken } from '../dispatch/enrollment.js';
+import { DEFAULT_GRANT_HOURS, createEnrollmentToken, createReenrollGrant } from '../dispatch/enrollment.js';
 import { openStore } from '../server.js';
 
 /**
@@ -180,7 +180,58 @@ export function registerAdminCommands(program: Command): void {
     .action((flags: StoreFlags & { tenant: string }) =>
       withStore(flags, async (store) => {
         const all = (await store.listEnrollmentSecrets(flags.tenant.toLowerCase())).map(({ secretHash: _hidden, ...e }) => e);
-        print(flags, all, () => all.map((e) => `${e.id}  ${e.label}  group ${e.rbacGroupId ?? '-'}`).join('\n') || '(none)');
+        print(
+          flags,
+          all,
+          () => all.map((e) => `${e.id}  ${e.label}  group ${e.rbacGroupId ?? '-'}  created ${new Date(e.createdAt).toISOString()}`).join('\n') || '(none)',
+        );
+      }),
+    );
+  withStoreOptions(enrollment.command('revoke').description('revoke an enrollment token: no agent enrolls with it any more'))
+    .requiredOption('--tenant <id>', 'tenant id')
+    .option('--id <id>', 'the token id (the part before the dot; `enrollment list` shows it)')
+    .option('--label <label>', 'or the token label')
+    .action((flags: StoreFlags & { tenant: string; id?: string; label?: string }) =>
+      withStore(flags, async (store) => {
+        const tenantId = flags.tenant.toLowerCase();
+        if ((flags.id === undefined) === (flags.label === undefined)) throw new DirectoryError('give --id or --label (one of them)');
+        const match = (await store.listEnrollmentSecrets(tenantId)).find((e) => (flags.id !== undefined ? e.id === flags.id : e.label === flags.label));
+        if (!match || !(await store.deleteEnrollmentSecret(tenantId, match.id))) {
+          throw new DirectoryError(`no enrollment token ${flags.id ?? `labelled ${flags.label}`} in tenant ${flags.tenant}`);
+        }
+        print(
+          flags,
+          { revoked: match.id, label: match.label },
+          () => `revoked enrollment token ${match.id} (${match.label}); machines enrolled with it keep their credentials`,
+        );
+      }),
+    );
+  withStoreOptions(
+    enrollment.command('reenroll').description('issue a one-time grant for an agent to re-attach to an existing machine; prints it once'),
+  )
+    .requiredOption('--tenant <id>', 'tenant id')
+    .requiredOption('--machine <id>', 'the machine id')
+    .option('--valid-hours <hours>', `how long the grant can be used (default ${DEFAULT_GRANT_HOURS})`, (v) => Number(v), DEFAULT_GRANT_HOURS)
+    .action((flags: StoreFlags & { tenant: string; machine: string; validHours: number }) =>
+      withStore(flags, async (store, directory) => {
+        const tenant = await directory.requireTenant(flags.tenant);
+        if (!(flags.validHours > 0 && flags.validHours <= 24 * 30)) throw new DirectoryError('--valid-hours takes a number of hours, at most 720');
+        const machine = await store.findMachine(tenant.id, flags.machine.toLowerCase(), { aadDeviceId: false, computerDnsName: false });
+        if (!machine) throw new DirectoryError(`no machine ${flags.machine} in tenant ${tenant.id}`);
+        const { grant, expiresAt } = await createReenrollGrant(store, tenant.id, machine.id, flags.validHours);
+        const until = new Date(expiresAt).toISOString();
+        const offboarded = machine.offboardedAt !== null;
+        print(
+          flags,
+          { tenantId: tenant.id, machineId: machine.id, reenrollGrant: grant, expiresAt: until, offboarded },
+          () =>
+            [
+              `reenroll_grant=${grant}`,
+              `(shown only now; one use, until ${until})`,
+              ...(offboarded ? [`machine ${machine.id} is offboarded: the agent that uses this grant onboards it again`] : []),
+              `on the machine: countermand agent --server <url> --reenroll-grant ${grant} ...`,
+            ].join('\n'),
+        );
       }),
     );
 

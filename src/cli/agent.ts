@@ -3,11 +3,13 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, networkInterfaces, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { Agent } from '../agent/agent.js';
+import { Agent, AgentRefusal } from '../agent/agent.js';
 import type { Executor } from '../agent/executor.js';
 import { LinuxExecutor, restoreQuarantined, type LinuxExecutorOptions } from '../agent/executors/linux/index.js';
 import { parseSimulation, SimulatedExecutor } from '../agent/executors/simulated.js';
+import { checkServerUrl } from '../agent/server-url.js';
 import { FileState } from '../agent/state.js';
+import { ConfigError } from '../config.js';
 import type { IpAddress } from '../domain/model.js';
 import { createLogger } from '../logger.js';
 
@@ -56,7 +58,9 @@ async function linuxExecutor(serverUrl: string, configured: LinuxExecutorOptions
 
 interface AgentFlags {
   server: string;
+  insecureHttp?: boolean;
   enrollmentToken?: string;
+  reenrollGrant?: string;
   stateDir: string;
   executor: 'simulated' | 'linux';
   name?: string;
@@ -72,7 +76,13 @@ export function registerAgentCommand(program: Command): void {
     .command('agent')
     .description('run the agent on this machine: enroll, then carry out its actions')
     .requiredOption('--server <url>', 'the Countermand server, e.g. https://countermand.example:8443 (COUNTERMAND_SERVER)', process.env.COUNTERMAND_SERVER)
+    .option('--insecure-http', 'allow plain http:// to a server that is not on loopback (the credentials travel in clear)')
     .option('--enrollment-token <token>', 'from `countermand enrollment create` (COUNTERMAND_ENROLLMENT_TOKEN); needed on first start', process.env.COUNTERMAND_ENROLLMENT_TOKEN)
+    .option(
+      '--reenroll-grant <grant>',
+      'from `countermand enrollment reenroll` (COUNTERMAND_REENROLL_GRANT): re-attach to that existing machine',
+      process.env.COUNTERMAND_REENROLL_GRANT,
+    )
     .option('--state-dir <dir>', 'where the agent keeps its credential, journal and actions.log', process.env.COUNTERMAND_AGENT_STATE_DIR ?? '/var/lib/countermand/agent')
     .addOption(new Option('--executor <kind>', 'who carries the actions out').choices(['simulated', 'linux']).default('linux'))
     .option('--name <dns>', 'the machine name to enroll with (default: the hostname)')
@@ -82,6 +92,14 @@ export function registerAgentCommand(program: Command): void {
     .option('--max-wait <seconds>', 'longest check-in wait', '60')
     .addOption(new Option('--log-level <level>').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
     .action(async (flags: AgentFlags) => {
+      // Before anything reaches the network (the linux executor resolves the server's name).
+      let warning: string | null;
+      try {
+        warning = checkServerUrl(flags.server, flags.insecureHttp ?? false);
+      } catch (error) {
+        throw new ConfigError((error as Error).message);
+      }
+      if (warning) process.stderr.write(`countermand agent: warning: ${warning}\n`);
       const logger = createLogger(flags.logLevel);
       const executor: Executor =
         flags.executor === 'simulated'
@@ -91,7 +109,9 @@ export function registerAgentCommand(program: Command): void {
       const instance = new Agent({
         serverUrl: flags.server,
         ...(flags.ca ? { ca: readFileSync(flags.ca) } : {}),
+        ...(flags.insecureHttp ? { insecureHttp: true } : {}),
         ...(flags.enrollmentToken ? { enrollmentToken: flags.enrollmentToken } : {}),
+        ...(flags.reenrollGrant ? { reenrollGrant: flags.reenrollGrant } : {}),
         machine: {
           computerDnsName: flags.name ?? hostname(),
           osPlatform: 'Linux',
@@ -106,14 +126,21 @@ export function registerAgentCommand(program: Command): void {
         maxWaitSeconds: Number(flags.maxWait),
         log: (message, detail, level = 'info') => logger[level]({ ...detail }, message),
       });
-      await instance.start();
-      process.stderr.write(`Countermand agent for machine ${instance.machineId} is running (${executor.name} executor)\n`);
+      try {
+        await instance.start();
+      } catch (error) {
+        if (!(error instanceof AgentRefusal)) throw error;
+        process.stderr.write(`countermand agent: ${error.message}\n`);
+        process.exit(1);
+      }
       const shutdown = (signal: string) => {
         process.stderr.write(`${signal}: stopping the agent\n`);
         instance.stop().then(() => process.exit(0), () => process.exit(1));
       };
+      // Before saying it runs: a SIGTERM sent on seeing that line must find the handler.
       process.on('SIGINT', () => shutdown('SIGINT'));
       process.on('SIGTERM', () => shutdown('SIGTERM'));
+      process.stderr.write(`Countermand agent for machine ${instance.machineId} is running (${executor.name} executor)\n`);
       await instance.finished;
       if (instance.stoppedBecause) {
         process.stderr.write(`agent stopped: ${instance.stoppedBecause}\n`);

@@ -1,7 +1,8 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { ApiError, ERRORS } from '../domain/errors.js';
-import type { Machine, MachineAction } from '../domain/model.js';
-import type { Store } from '../domain/store.js';
+import { ONBOARDED, type Machine, type MachineAction } from '../domain/model.js';
+import type { AttachProof, Store } from '../domain/store.js';
 import { derivedMachineId } from '../fixtures.js';
 import { FailureThrottle } from '../identity/failure-throttle.js';
 import { verifySecret } from '../identity/secrets.js';
@@ -16,6 +17,7 @@ import type {
   ReportResponse,
   StartResponse,
 } from './protocol.js';
+import { AGENT_TOKEN, REENROLL_GRANT, hashOpaqueToken, newOpaqueToken, type DeviceGroup } from './enrollment.js';
 import { Waiters, type Notifier } from './waiters.js';
 
 export interface GatewayOptions {
@@ -25,7 +27,22 @@ export interface GatewayOptions {
   notifier: Notifier;
   /** How long a check-in waits for work before answering empty (jittered by ±10%). */
   pollSeconds: number;
+  /**
+   * Check-ins one agent credential may make per window (counted in this process's memory; see
+   * docs/agent-protocol.md); null for no limit.
+   */
+  checkinLimit?: { points: number; seconds: number } | null;
   now?: () => number;
+}
+
+/** What an enrollment request proved, and the refusal if the attach then finds it spent. */
+interface Claim {
+  tenantId: string;
+  /** The machine to re-attach to; null for a new one. */
+  machine: Machine | null;
+  group: DeviceGroup;
+  proof: AttachProof;
+  refusal: () => ApiError;
 }
 
 /** An enrolled agent, as its credential identifies it. */
@@ -33,12 +50,12 @@ export interface AgentIdentity extends MachineRef {
   tokenHash: string;
 }
 
-const TOKEN_PREFIX = 'cma_';
 const CREDENTIAL_CACHE_MS = 10_000;
 
-const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 const agentUnauthorized = (message: string) =>
   new ApiError('Unauthorized', 401, message, { 'www-authenticate': 'Bearer realm="countermand-agent"' });
+const credentialRefused = () => agentUnauthorized('The agent credential is not valid (revoked or unknown).');
+const grantRefused = () => agentUnauthorized('The re-enroll grant is not valid (unknown, already used or expired).');
 
 /**
  * The server's side of the agent protocol (docs/agent-protocol.md): enrollment, agent
@@ -51,12 +68,15 @@ export class AgentGateway implements ActionListener {
   private readonly now: () => number;
   private readonly credentials = new Map<string, { identity: AgentIdentity; until: number }>();
   private readonly enrollFailures = new FailureThrottle('enroll');
+  private readonly checkins: RateLimiterMemory | null;
   private closing = false;
 
   constructor(private readonly options: GatewayOptions) {
     this.store = options.store;
     this.actions = options.actions;
     this.now = options.now ?? Date.now;
+    const limit = options.checkinLimit;
+    this.checkins = limit ? new RateLimiterMemory({ points: limit.points, duration: limit.seconds, keyPrefix: 'agent-checkin' }) : null;
   }
 
   /** Answers every waiting check-in now, so the server can close without waiting out long polls. */
@@ -73,22 +93,18 @@ export class AgentGateway implements ActionListener {
     this.options.notifier.notify(action.tenantId, action.machineId);
   }
 
-  /** Creates the machine, or re-attaches it, and issues a fresh credential scoped to it. */
-  async enroll(request: EnrollRequest, source: string): Promise<EnrollResponse> {
+  /**
+   * Creates a machine (proof: an enrollment token, whose device group it joins) or re-attaches
+   * the agent to an existing one (proof: that machine's current credential, or a re-enroll
+   * grant for it), and issues a fresh credential scoped to the machine. The proof is spent in the
+   * same transaction as the attach, so one proof attaches one agent.
+   */
+  async enroll(request: EnrollRequest, source: string, authorization?: string): Promise<EnrollResponse> {
     const wait = await this.enrollFailures.blockedFor(source);
     if (wait > 0) throw ERRORS.TooManyRequests(wait);
-    const [id, secret] = request.enrollmentToken.split('.', 2);
-    const record = id && secret ? await this.store.getEnrollmentSecret(id) : null;
-    if (!record || !(await verifySecret(secret!, record.secretHash))) {
-      await this.enrollFailures.failed(source);
-      throw agentUnauthorized('The enrollment token is not valid.');
-    }
+    const claim = await this.claim(request, source, authorization);
     const now = this.now();
-    const tenantId = record.tenantId;
-    const previous = request.machineId
-      ? await this.store.findMachine(tenantId, request.machineId.toLowerCase(), { aadDeviceId: false, computerDnsName: false })
-      : null;
-    if (request.machineId && !previous) throw ERRORS.ResourceNotFound(request.machineId);
+    const { tenantId, machine: previous } = claim;
     const m = request.machine;
     const machine: Machine = {
       tenantId,
@@ -105,35 +121,98 @@ export class AgentGateway implements ActionListener {
       lastExternalIpAddress: previous?.lastExternalIpAddress ?? null,
       agentVersion: m.agentVersion ?? null,
       osArchitecture: m.osArchitecture ?? previous?.osArchitecture ?? null,
-      healthStatus: 'Active',
+      ...ONBOARDED,
       defenderAvStatus: previous?.defenderAvStatus ?? null,
-      onboardingStatus: 'Onboarded',
       deviceValue: previous?.deviceValue ?? 'Normal',
-      rbacGroupId: previous ? previous.rbacGroupId : record.rbacGroupId,
-      rbacGroupName: previous ? previous.rbacGroupName : record.rbacGroupName,
+      // A machine keeps its device group; only a new one takes the enrollment token's.
+      rbacGroupId: previous ? previous.rbacGroupId : claim.group.rbacGroupId,
+      rbacGroupName: previous ? previous.rbacGroupName : claim.group.rbacGroupName,
       riskScore: previous?.riskScore ?? 'None',
       exposureLevel: previous?.exposureLevel ?? 'None',
       isAadJoined: previous?.isAadJoined ?? false,
       aadDeviceId: previous?.aadDeviceId ?? null,
       machineTags: previous?.machineTags ?? [],
       ipAddresses: m.ipAddresses ?? previous?.ipAddresses ?? [],
+      offboardedAt: null,
     };
-    const agentToken = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
-    await this.store.attachAgent(machine, { tokenHash: hashToken(agentToken), tenantId, machineId: machine.id, createdAt: now, revokedAt: null });
+    const agentToken = newOpaqueToken('cma_');
+    const credential = { tokenHash: hashOpaqueToken(agentToken), tenantId, machineId: machine.id, createdAt: now, revokedAt: null };
+    // False when the proof was spent meanwhile (a concurrent enrollment with it won).
+    if (!(await this.store.attachAgent(machine, credential, claim.proof))) throw claim.refusal();
     this.forgetMachine(tenantId, machine.id);
     return { tenantId, machineId: machine.id, agentToken };
   }
 
+  /** What the enrollment request proves: a new machine of a tenant, or one existing machine. */
+  private async claim(request: EnrollRequest, source: string, authorization: string | undefined): Promise<Claim> {
+    if (request.reenrollGrant !== undefined) {
+      const tokenHash = REENROLL_GRANT.test(request.reenrollGrant) ? hashOpaqueToken(request.reenrollGrant) : null;
+      const grant = tokenHash ? await this.store.findReenrollGrant(tokenHash) : null;
+      // Only an unknown grant is a guess; a used or expired one was real.
+      if (!grant) await this.enrollFailures.failed(source);
+      if (!tokenHash || !grant || grant.usedAt !== null || grant.expiresAt <= this.now()) throw grantRefused();
+      return this.existing(grant.tenantId, grant.machineId, request.machineId, { kind: 'grant', tokenHash }, grantRefused);
+    }
+    if (authorization !== undefined) {
+      const token = /^Bearer +(\S+)$/.exec(authorization.trim())?.[1];
+      const tokenHash = token && AGENT_TOKEN.test(token) ? hashOpaqueToken(token) : null;
+      const credential = tokenHash ? await this.store.findAgentCredential(tokenHash) : null;
+      if (!credential) await this.enrollFailures.failed(source);
+      if (!tokenHash || !credential || credential.revokedAt !== null) throw credentialRefused();
+      return this.existing(credential.tenantId, credential.machineId, request.machineId, { kind: 'credential', tokenHash }, credentialRefused);
+    }
+    if (request.enrollmentToken === undefined) {
+      throw agentUnauthorized(
+        'Enrolling needs an enrollment token (a new machine), or the current agent credential or a re-enroll grant (a machine enrolled before).',
+      );
+    }
+    const [id, secret] = request.enrollmentToken.split('.', 2);
+    const record = id && secret ? await this.store.getEnrollmentSecret(id) : null;
+    if (!record || !(await verifySecret(secret!, record.secretHash))) {
+      await this.enrollFailures.failed(source);
+      throw agentUnauthorized('The enrollment token is not valid.');
+    }
+    if (request.machineId !== undefined) {
+      // Whether or not the machine exists: an enrollment token never takes over a machine.
+      throw ERRORS.ForbiddenMessage(
+        `An enrollment token only enrolls new machines. Re-attaching machine ${request.machineId} needs its current agent ` +
+          `credential (Authorization: Bearer cma_...) or a re-enroll grant from an administrator: ` +
+          `countermand enrollment reenroll --tenant ${record.tenantId} --machine ${request.machineId.toLowerCase()}`,
+      );
+    }
+    return { tenantId: record.tenantId, machine: null, group: record, proof: { kind: 'new' }, refusal: () => agentUnauthorized('The enrollment failed; try again.') };
+  }
+
+  private async existing(tenantId: string, machineId: string, asked: string | undefined, proof: AttachProof, refusal: () => ApiError): Promise<Claim> {
+    if (asked !== undefined && asked.toLowerCase() !== machineId) {
+      throw ERRORS.ForbiddenMessage(`The credential or grant given is not for machine ${asked}.`);
+    }
+    const machine = await this.store.findMachine(tenantId, machineId, { aadDeviceId: false, computerDnsName: false });
+    if (!machine) throw refusal();
+    return { tenantId, machine, group: machine, proof, refusal };
+  }
+
+  /** Takes one check-in from the credential's allowance, or answers 429 with an honest Retry-After. */
+  private async countCheckin(agent: AgentIdentity): Promise<void> {
+    if (!this.checkins) return;
+    try {
+      await this.checkins.consume(agent.tokenHash);
+    } catch (rejection) {
+      if (!(rejection instanceof RateLimiterRes)) throw rejection;
+      throw ERRORS.TooManyRequests(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
+    }
+  }
+
   /** The agent behind `Authorization: Bearer cma_...`, or 401. API tokens are not agent credentials. */
   async authenticate(authorization: string | undefined): Promise<AgentIdentity> {
-    const match = authorization ? /^Bearer +(cma_[A-Za-z0-9_-]{43})$/.exec(authorization.trim()) : null;
-    if (!match) throw agentUnauthorized('An agent credential is required: Authorization: Bearer cma_...');
-    const tokenHash = hashToken(match[1]!);
+    const token = authorization ? /^Bearer +(\S+)$/.exec(authorization.trim())?.[1] : undefined;
+    if (!token || !AGENT_TOKEN.test(token)) throw agentUnauthorized('An agent credential is required: Authorization: Bearer cma_...');
+    const tokenHash = hashOpaqueToken(token);
     const now = this.now();
     const cached = this.credentials.get(tokenHash);
     if (cached && cached.until > now) return cached.identity;
     const credential = await this.store.findAgentCredential(tokenHash);
-    if (!credential || credential.revokedAt !== null) throw agentUnauthorized('The agent credential is not valid (revoked or unknown).');
+    if (!credential || credential.revokedAt !== null) throw credentialRefused();
     const machine = await this.store.findMachine(credential.tenantId, credential.machineId, { aadDeviceId: false, computerDnsName: false });
     if (!machine) throw agentUnauthorized('The agent credential names no machine.');
     const identity = { tokenHash, tenantId: credential.tenantId, machineId: credential.machineId, name: machine.computerDnsName };
@@ -153,6 +232,7 @@ export class AgentGateway implements ActionListener {
    * time is up or the agent goes away.
    */
   async checkin(agent: AgentIdentity, request: CheckinRequest, gone: AbortSignal): Promise<CheckinResponse> {
+    await this.countCheckin(agent);
     await this.store.recordCheckin(agent.tenantId, agent.machineId, this.now(), {
       agentVersion: request.agentVersion,
       lastIpAddress: request.lastIpAddress,

@@ -7,11 +7,17 @@ import type { ActionStatus, ActionType, IpAddress, LiveResponseCommand } from '.
 
 export const AGENT_API = '/agent/v1';
 
-/** POST /agent/v1/enroll (no credential: the enrollment token is the proof). */
+/**
+ * POST /agent/v1/enroll. One proof decides what it may do: an enrollment token creates a new
+ * machine; re-attaching to an existing machine takes its current credential (sent as
+ * `Authorization: Bearer cma_...`) or a re-enroll grant. The proof is spent by the enrollment.
+ */
 export interface EnrollRequest {
-  /** `<id>.<secret>`, from `countermand enrollment create`. */
-  enrollmentToken: string;
-  /** To re-attach to a machine this agent enrolled before (its credential is replaced). */
+  /** `<id>.<secret>`, from `countermand enrollment create`: enrolls a new machine. */
+  enrollmentToken?: string;
+  /** `cmr_...`, from `countermand enrollment reenroll`: re-attaches to the machine it was issued for. */
+  reenrollGrant?: string;
+  /** The machine to re-attach to; must be the one the credential or grant is for. */
   machineId?: string;
   machine: {
     computerDnsName: string;

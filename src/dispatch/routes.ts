@@ -16,7 +16,8 @@ const IpAddresses = Type.Array(IpAddress, { maxItems: 64 });
 const Short = Type.String({ maxLength: 256 });
 
 const EnrollBody = Type.Object({
-  enrollmentToken: Type.String({ maxLength: 256 }),
+  enrollmentToken: Type.Optional(Type.String({ maxLength: 256 })),
+  reenrollGrant: Type.Optional(Type.String({ maxLength: 256 })),
   machineId: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{40}$' })),
   machine: Type.Object({
     computerDnsName: Type.String({ minLength: 1, maxLength: 255 }),
@@ -84,7 +85,8 @@ export function registerAgentRoutes(app: FastifyInstance, gateway: AgentGateway)
   const agent = (request: FastifyRequest) => request.agent;
 
   app.post(`${AGENT_API}/enroll`, { schema: { body: EnrollBody } }, async (request, reply) => {
-    const result = await gateway.enroll(request.body as EnrollRequest, request.ip);
+    // An agent re-attaching with its current credential sends it as on every other call.
+    const result = await gateway.enroll(request.body as EnrollRequest, request.ip, request.headers.authorization);
     return reply.code(201).send(result);
   });
 

@@ -34,6 +34,8 @@ export const ERRORS = {
   ODataError: (message: string) => new ApiError('ODataError', 400, message),
   InvalidInput: (message: string) => new ApiError('InvalidInput', 400, message),
   InvalidRequestBody: (message: string) => new ApiError('InvalidRequestBody', 400, message),
+  MachineOffboarded: (machineId: string) =>
+    new ApiError('InvalidInput', 400, `Machine ${machineId} is offboarded: no actions can be created on it.`),
   MissingRequiredParameter: (name: string) =>
     new ApiError('MissingRequiredParameter', 400, `Missing required parameter '${name}'.`),
   ActiveRequestAlreadyExists: () =>

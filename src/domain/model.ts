@@ -79,6 +79,14 @@ export const HEALTH_STATUSES = [
 ] as const;
 export type HealthStatus = (typeof HEALTH_STATUSES)[number];
 
+/**
+ * What an offboarded machine reads as, in MDE's own values (so clients' enums hold): no longer
+ * reporting, and no longer onboarded (MDE's onboardingStatus values are Onboarded,
+ * CanBeOnboarded, Unsupported, InsufficientInfo). What an onboarded one reads as after enrolling.
+ */
+export const OFFBOARDED = { healthStatus: 'Inactive', onboardingStatus: 'CanBeOnboarded' } as const satisfies Partial<Machine>;
+export const ONBOARDED = { healthStatus: 'Active', onboardingStatus: 'Onboarded' } as const satisfies Partial<Machine>;
+
 export interface IpAddress {
   ipAddress: string;
   macAddress: string | null;
@@ -113,6 +121,11 @@ export interface Machine {
   aadDeviceId: string | null;
   machineTags: string[];
   ipAddresses: IpAddress[];
+  /**
+   * When a Succeeded Offboard ended the machine; null while it is onboarded. Not on the wire:
+   * an offboarded machine reads as healthStatus Inactive, onboardingStatus CanBeOnboarded.
+   */
+  offboardedAt: number | null;
 }
 
 export interface Tenant {
@@ -202,4 +215,17 @@ export interface AgentCredential {
   machineId: string;
   createdAt: number;
   revokedAt: number | null;
+}
+
+/**
+ * An administrator's one-time permission for an agent to re-attach to one existing machine
+ * (`countermand enrollment reenroll`). Only the SHA-256 of the grant is kept.
+ */
+export interface ReenrollGrant {
+  tokenHash: string;
+  tenantId: string;
+  machineId: string;
+  createdAt: number;
+  expiresAt: number;
+  usedAt: number | null;
 }

@@ -9,6 +9,7 @@ import type {
   EnrollmentSecret,
   Machine,
   MachineAction,
+  ReenrollGrant,
   SigningKey,
   Tenant,
   User,
@@ -51,9 +52,10 @@ export interface Store {
   listMachines(tenantId: string, query: ListQuery): Promise<Page<Machine>>;
 
   /**
-   * Inserts the action with its 'created' event; 'conflict' when its conflict key is taken;
-   * 'limit' when `limit` is given and the tenant already has that many non-final actions of the
-   * action's type (checked in the same transaction).
+   * Inserts the action with its 'created' event; 'offboarded' when its machine is offboarded;
+   * 'conflict' when its conflict key is taken; 'limit' when `limit` is given and the tenant
+   * already has that many non-final actions of the action's type (all checked in the same
+   * transaction).
    */
   insertAction(action: MachineAction, event: EventInput, limit?: number): Promise<InsertOutcome>;
   getAction(tenantId: string, id: string): Promise<MachineAction | null>;
@@ -83,12 +85,19 @@ export interface Store {
   listEnrollmentSecrets(tenantId: string): Promise<EnrollmentSecret[]>;
   /** Removes the tenant's secrets with that label (a new one replaces them). */
   deleteEnrollmentSecrets(tenantId: string, label: string): Promise<void>;
+  /** Revokes one enrollment secret; false when the tenant has none with that id. */
+  deleteEnrollmentSecret(tenantId: string, id: string): Promise<boolean>;
+
+  insertReenrollGrant(grant: ReenrollGrant): Promise<void>;
+  findReenrollGrant(tokenHash: string): Promise<ReenrollGrant | null>;
 
   /**
-   * Enrollment, in one transaction: the machine is created or updated, its earlier credentials
-   * are revoked and the new one is stored.
+   * Enrollment, in one transaction: the proof is checked and spent, the machine is created or
+   * updated, its earlier credentials are revoked and the new one is stored. False (nothing
+   * written) when the proof does not hold: a new machine's id exists, the credential is revoked
+   * or not the machine's, the grant is used, expired or not the machine's.
    */
-  attachAgent(machine: Machine, credential: AgentCredential): Promise<void>;
+  attachAgent(machine: Machine, credential: AgentCredential, proof: AttachProof): Promise<boolean>;
   findAgentCredential(tokenHash: string): Promise<AgentCredential | null>;
   /** A check-in: lastSeen, Active, and what the agent says of itself. */
   recordCheckin(tenantId: string, machineId: string, at: number, info: CheckinInfo): Promise<void>;
@@ -106,7 +115,16 @@ export interface CheckinInfo {
   ipAddresses?: Machine['ipAddresses'] | undefined;
 }
 
-export type InsertOutcome = 'inserted' | 'conflict' | 'limit';
+export type InsertOutcome = 'inserted' | 'offboarded' | 'conflict' | 'limit';
+
+/** What entitles an agent to a machine (docs/agent-protocol.md, Enroll). */
+export type AttachProof =
+  /** An enrollment token: the machine must be new. */
+  | { kind: 'new' }
+  /** The machine's current agent credential, revoked by the attach it proves. */
+  | { kind: 'credential'; tokenHash: string }
+  /** A re-enroll grant for the machine, used up by the attach (valid until its expiry). */
+  | { kind: 'grant'; tokenHash: string };
 
 export interface ListQuery {
   filter?: FilterExpr | undefined;
@@ -156,6 +174,9 @@ export interface Transition {
   to: ActionStatus;
   patch: TransitionPatch;
   event: EventInput & { kind?: ActionEventKind };
-  /** Also revoke the agent credentials of the action's machine, in the same transaction. */
-  revokeAgentCredentials?: boolean;
+  /**
+   * Also offboard the action's machine in the same transaction: it reads as offboarded, its
+   * agent credentials are revoked and its unused re-enroll grants deleted.
+   */
+  offboardsMachine?: boolean;
 }

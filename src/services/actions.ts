@@ -64,6 +64,7 @@ export class ActionsService {
   /** Creates an action of `type` on the machine named by `machineKey` (id or aadDeviceId). */
   async create(caller: Caller, machineKey: string, type: ActionType, body: Record<string, unknown>): Promise<MachineAction> {
     const machine = await this.machines.resolveForAction(caller, machineKey);
+    if (machine.offboardedAt !== null) throw ERRORS.MachineOffboarded(machine.id);
     const definition = ACTION_CATALOG[type];
     const specifics = definition.specifics(body);
     const now = this.now();
@@ -98,6 +99,7 @@ export class ActionsService {
       { at: now, actor: caller.displayName, comment: action.requestorComment },
       definition.tenantConcurrency,
     );
+    if (outcome === 'offboarded') throw ERRORS.MachineOffboarded(machine.id);
     if (outcome === 'conflict') throw ERRORS.ActiveRequestAlreadyExists();
     if (outcome === 'limit') throw ERRORS.TooManyActive(type, definition.tenantConcurrency!);
     this.listener?.actionCreated(action);
@@ -189,8 +191,9 @@ export class ActionsService {
         ...(outcome.commands ? { commands: outcome.commands } : {}),
       },
       event: { at: now, actor: machine.name, comment: outcome.troubleshootInfo, detail, reportId: outcome.reportId },
-      // An offboarded machine's agent is done: its credential ends with the action's success.
-      revokeAgentCredentials: action.type === 'Offboard' && outcome.status === 'Succeeded',
+      // The machine is offboarded with the action's success, in the same transaction: it reads as
+      // offboarded, takes no more actions, and its agent's credential ends.
+      offboardsMachine: action.type === 'Offboard' && outcome.status === 'Succeeded',
     });
     if (ended) return { action: ended, applied: true };
     const current = await this.store.getAction(machine.tenantId, actionId);

@@ -8,7 +8,7 @@ import { MemoryState } from '../../src/agent/state.js';
 import { DEFAULT_CONFIG } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startServer } from '../../src/server.js';
-import { enrollmentToken } from '../support/agents.js';
+import { createReenrollGrant } from '../../src/dispatch/enrollment.js';
 import { cleanup, makeFixtures } from '../support/harness.js';
 
 /** Restarting with the same fixtures keeps what the server learnt about a machine since. */
@@ -24,13 +24,13 @@ describe('fixtures reload', () => {
     const machineId = setup.machines[0]!.id;
 
     const first = await startServer(config, createLogger('silent'));
-    const state = new MemoryState();
-    await state.saveCredentials({ serverUrl: 'http://unused', tenantId: setup.tenantId, machineId, agentToken: 'x' });
+    // An agent takes over the fixture machine with a re-enroll grant an administrator issued for it.
+    const { grant } = await createReenrollGrant(first.store, setup.tenantId, machineId);
     const agent = new Agent({
       serverUrl: first.url,
-      enrollmentToken: await enrollmentToken(first.store, setup.tenantId),
+      reenrollGrant: grant,
       machine: { computerDnsName: 'renamed-by-agent.local', osVersion: '6.1', lastIpAddress: '10.9.9.9' },
-      state,
+      state: new MemoryState(),
       executor: new SimulatedExecutor(),
     });
     await agent.start();

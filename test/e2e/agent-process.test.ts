@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollmentToken, waitUntil } from '../support/agents.js';
 import { appClient, cleanup, makeFixtures, startTestServer, type Client, type TestServer } from '../support/harness.js';
-import { spawnCli, type Spawned } from '../support/process.js';
+import { runCli, spawnCli, type Spawned } from '../support/process.js';
 
 /**
  * `countermand agent` as a process, killed and restarted mid-action: no action is lost, and
@@ -66,9 +66,10 @@ afterAll(async () => {
   for (const d of dirs) cleanup(d);
 });
 
-function runAgent(url: string, stateDir: string, name: string, simulation: object): Spawned {
+function runAgent(url: string, stateDir: string, name: string, simulation: object, extra: string[] = []): Spawned {
   const p = spawnCli([
     'agent',
+    ...extra,
     '--server', url,
     '--enrollment-token', token,
     '--state-dir', stateDir,
@@ -166,4 +167,49 @@ describe('countermand agent, killed and restarted', () => {
     second.child.kill('SIGTERM');
     await second.exited;
   }, 60_000);
+
+  it('its credential revoked (the machine re-attached elsewhere): it exits 1 with one line saying what to run; a grant brings it back', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'countermand-agent-'));
+    dirs.push(stateDir);
+    const first = runAgent(server.url, stateDir, 'moved.test', { '*': { durationMs: 200 } });
+    const [, machineId] = await first.waitFor(/agent for machine ([0-9a-f]{40}) is running/);
+    const grant = async () => {
+      const { code, output } = await runCli(['enrollment', 'reenroll', '--tenant', setup.tenantId, '--machine', machineId!, '--data-dir', server.dataDir, '--json']);
+      expect(code, output).toBe(0);
+      return JSON.parse(output).reenrollGrant as string;
+    };
+    // An administrator gives the machine to another agent: this one's credential is revoked.
+    const elsewhere = await fetch(`${server.url}/agent/v1/enroll`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ reenrollGrant: await grant(), machine: { computerDnsName: 'moved.test' } }),
+    });
+    expect(elsewhere.status).toBe(201);
+    const exit = await first.exited;
+    expect(exit.code).toBe(1);
+    const stopped = first.output().split('\n').filter((l) => l.startsWith('agent stopped:'));
+    expect(stopped).toHaveLength(1);
+    expect(stopped[0]).toContain(`the server refused the agent credential of machine ${machineId}`);
+    expect(stopped[0]).toContain(`countermand enrollment reenroll --tenant ${setup.tenantId} --machine ${machineId}`);
+    expect(stopped[0]).toContain(`${stateDir}/credentials.json`);
+    // Started as it was, with its enrollment token only: refused at its first check-in, it stops
+    // rather than enroll a new machine.
+    const stubborn = runAgent(server.url, stateDir, 'moved.test', {});
+    expect((await stubborn.exited).code).toBe(1);
+    expect(stubborn.output()).toMatch(/agent stopped: the server refused the agent credential/);
+
+    // With a fresh grant it takes the machine back, and keeps it across restarts with the same command line.
+    const withGrant = ['--reenroll-grant', await grant()];
+    const second = runAgent(server.url, stateDir, 'moved.test', { '*': { durationMs: 200 } }, withGrant);
+    const [, again] = await second.waitFor(/agent for machine ([0-9a-f]{40}) is running/);
+    expect(again).toBe(machineId);
+    second.child.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
+    const third = runAgent(server.url, stateDir, 'moved.test', { '*': { durationMs: 200 } }, withGrant);
+    await third.waitFor(/is running/);
+    const created = await api.post(`/api/machines/${machineId}/isolate`, { Comment: 'after the move back' });
+    await waitUntil(async () => (await statusOf(created.body.id)) === 'Succeeded', 15_000, 'Succeeded');
+    third.child.kill('SIGTERM');
+    expect((await third.exited).code).toBe(0);
+  }, 90_000);
 });

@@ -118,24 +118,6 @@ describe('enrollment and check-in', () => {
       await s.stop();
     }
   });
-
-  it('an agent whose credential was replaced enrolls again and carries on', async () => {
-    const a = await agent('reattach.test', { '*': { durationMs: 50 } });
-    const before = (await a.state.loadCredentials())!.agentToken;
-    // Another enrollment of the same machine revokes the running agent's credential.
-    const other = await new Client(server.url).post('/agent/v1/enroll', {
-      enrollmentToken: token,
-      machineId: a.machineId,
-      machine: { computerDnsName: 'reattach.test' },
-    });
-    expect(other.status).toBe(201);
-    const created = await api.post(`/api/machines/${a.machineId}/isolate`, { Comment: 'after the takeover' });
-    await waitUntil(statusIs(created.body.id, 'Succeeded'), 10_000, 'Succeeded through the re-enrolled agent');
-    const after = (await a.state.loadCredentials())!;
-    expect(after.machineId).toBe(a.machineId);
-    expect(after.agentToken).not.toBe(before);
-    expect(after.agentToken).not.toBe(other.body.agentToken);
-  });
 });
 
 describe('each action type through the simulated executor', () => {

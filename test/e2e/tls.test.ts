@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent } from '../../src/agent/agent.js';
 import { SimulatedExecutor } from '../../src/agent/executors/simulated.js';
 import { MemoryState } from '../../src/agent/state.js';
+import { DEMO_TENANT_ID } from '../../src/demo.js';
 import { enrollmentToken, startAgent, waitUntil } from '../support/agents.js';
 import { cleanup, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
 
@@ -29,7 +30,8 @@ beforeAll(async () => {
   const tls = selfSigned('server');
   other = selfSigned('other');
   server = await startTestServer({
-    fixtures: setup.fixtures,
+    // The demo fleet joins only the demo tenant.
+    fixtures: { tenants: [...setup.fixtures.tenants, { id: DEMO_TENANT_ID, name: 'Countermand Demo' }] },
     config: { tlsCertFile: tls.cert, tlsKeyFile: tls.key, agentPollSeconds: 2, demoFleetSize: 1 },
   });
 });

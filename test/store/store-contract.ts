@@ -49,6 +49,7 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
         aadDeviceId: randomUUID(),
         machineTags: ['a', "b'c"],
         ipAddresses: [{ ipAddress: '10.0.0.1', macAddress: null, type: 'Ethernet', operationalStatus: 'Up' }],
+        offboardedAt: null,
         ...overrides,
       };
       await store.upsertMachine(machine);
@@ -304,22 +305,57 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       expect(await store.getEnrollmentSecret(secret.id)).toBeNull();
 
       const credential = { tokenHash: `t-${randomUUID()}`, tenantId, machineId: machine.id, createdAt: 1, revokedAt: null };
-      await store.attachAgent({ ...machine, agentVersion: '1.0' }, credential);
+      // The machine exists: it cannot be attached as a new one.
+      expect(await store.attachAgent({ ...machine, agentVersion: '1.0' }, credential, { kind: 'new' })).toBe(false);
+      expect(await store.findAgentCredential(credential.tokenHash)).toBeNull();
+      const grant = { tokenHash: `g-${randomUUID()}`, tenantId, machineId: machine.id, createdAt: 1, expiresAt: 100, usedAt: null };
+      await store.insertReenrollGrant(grant);
+      expect(await store.findReenrollGrant(grant.tokenHash)).toEqual(grant);
+      expect(await store.attachAgent({ ...machine, agentVersion: '1.0' }, credential, { kind: 'grant', tokenHash: grant.tokenHash })).toBe(true);
+      expect(await store.findReenrollGrant(grant.tokenHash)).toEqual({ ...grant, usedAt: 1 });
       expect(await store.findAgentCredential(credential.tokenHash)).toEqual(credential);
       expect((await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false }))?.agentVersion).toBe('1.0');
-      // Attaching again replaces the credential: the earlier one is revoked in the same transaction.
+      // Attaching again with the current credential replaces it: it is revoked in the same transaction.
       const second = { ...credential, tokenHash: `t-${randomUUID()}`, createdAt: 5 };
-      await store.attachAgent(machine, second);
+      expect(await store.attachAgent(machine, second, { kind: 'credential', tokenHash: credential.tokenHash })).toBe(true);
       expect((await store.findAgentCredential(credential.tokenHash))?.revokedAt).toBe(5);
       expect((await store.findAgentCredential(second.tokenHash))?.revokedAt).toBeNull();
-      // A transition that asks for it revokes the machine's credentials in its own transaction.
+      // A spent proof proves nothing more, and writes nothing.
+      const third = { ...credential, tokenHash: `t-${randomUUID()}`, createdAt: 6 };
+      expect(await store.attachAgent({ ...machine, computerDnsName: 'x' }, third, { kind: 'credential', tokenHash: credential.tokenHash })).toBe(false);
+      expect(await store.attachAgent({ ...machine, computerDnsName: 'x' }, third, { kind: 'grant', tokenHash: grant.tokenHash })).toBe(false);
+      expect(await store.findAgentCredential(third.tokenHash)).toBeNull();
+      expect((await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false }))?.computerDnsName).toBe(machine.computerDnsName);
+      // A transition that asks for it offboards the machine in its own transaction.
+      const pendingGrant = { ...grant, tokenHash: `g-${randomUUID()}` };
+      await store.insertReenrollGrant(pendingGrant);
       const offboard = newAction(tenantId, machine, { type: 'Offboard', conflictKey: 'Offboard' });
       await store.insertAction(offboard, { at: 1, actor: 'a', comment: null });
-      const refused = await store.transitionAction({ tenantId, actionId: offboard.id, from: ['InProgress'], to: 'Succeeded', patch: {}, event: { at: 8, actor: 'm', comment: null }, revokeAgentCredentials: true });
+      const refused = await store.transitionAction({ tenantId, actionId: offboard.id, from: ['InProgress'], to: 'Succeeded', patch: {}, event: { at: 8, actor: 'm', comment: null }, offboardsMachine: true });
       expect(refused).toBeNull();
       expect((await store.findAgentCredential(second.tokenHash))?.revokedAt).toBeNull(); // nothing applied, nothing revoked
-      await store.transitionAction({ tenantId, actionId: offboard.id, from: ['Pending'], to: 'Succeeded', patch: {}, event: { at: 9, actor: 'm', comment: null }, revokeAgentCredentials: true });
+      expect((await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false }))?.offboardedAt).toBeNull();
+      await store.transitionAction({ tenantId, actionId: offboard.id, from: ['Pending'], to: 'Succeeded', patch: {}, event: { at: 9, actor: 'm', comment: null }, offboardsMachine: true });
       expect((await store.findAgentCredential(second.tokenHash))?.revokedAt).toBe(9);
+      expect(await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false })).toMatchObject({
+        offboardedAt: 9,
+        healthStatus: 'Inactive',
+        onboardingStatus: 'CanBeOnboarded',
+      });
+      expect(await store.findReenrollGrant(pendingGrant.tokenHash)).toBeNull(); // grants issued before the offboard die with it
+      expect(await store.findReenrollGrant(grant.tokenHash)).toMatchObject({ usedAt: 1 }); // used ones stay, as a record
+      // An offboarded machine takes no actions, and a check-in does not make it Active again.
+      const late = newAction(tenantId, machine, { conflictKey: 'after-offboard' });
+      expect(await store.insertAction(late, { at: 10, actor: 'a', comment: null })).toBe('offboarded');
+      expect(await store.getAction(tenantId, late.id)).toBeNull();
+      await store.recordCheckin(tenantId, machine.id, 11, {});
+      expect(await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false })).toMatchObject({ healthStatus: 'Inactive', lastSeen: 1 });
+      // A grant issued after the offboard re-attaches (and onboards) it: an administrator's explicit act.
+      const revive = { ...grant, tokenHash: `g-${randomUUID()}`, createdAt: 12, expiresAt: 100 };
+      await store.insertReenrollGrant(revive);
+      const fourth = { ...credential, tokenHash: `t-${randomUUID()}`, createdAt: 13 };
+      expect(await store.attachAgent({ ...machine, offboardedAt: null }, fourth, { kind: 'grant', tokenHash: revive.tokenHash })).toBe(true);
+      expect((await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false }))?.offboardedAt).toBeNull();
 
       await store.recordCheckin(tenantId, machine.id, 50, { agentVersion: '9.9', lastIpAddress: '10.9.9.9' });
       let seen = await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false });
@@ -354,6 +390,59 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       const history = await store.listEvents(tenantId, done.id);
       expect(history.at(-1)).toMatchObject({ kind: 'late-report', fromStatus: 'Cancelled', toStatus: 'Cancelled', detail: { reportId: 'r1' } });
       expect((await store.getAction(tenantId, done.id))?.lastUpdateDateTimeUtc).toBe(31);
+    });
+
+    it('a new machine is attached with its credential; enrollment secrets are revoked one by one', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      const fresh = { ...machine, id: hexId(), computerDnsName: 'fresh.local' };
+      const credential = { tokenHash: `t-${randomUUID()}`, tenantId, machineId: fresh.id, createdAt: 3, revokedAt: null };
+      expect(await store.attachAgent(fresh, credential, { kind: 'new' })).toBe(true);
+      expect(await store.findMachine(tenantId, fresh.id, { aadDeviceId: false, computerDnsName: false })).toEqual(fresh);
+      expect(await store.findAgentCredential(credential.tokenHash)).toEqual(credential);
+      // A credential proves only its own machine.
+      const other = { tokenHash: `t-${randomUUID()}`, tenantId, machineId: machine.id, createdAt: 4, revokedAt: null };
+      expect(await store.attachAgent(machine, other, { kind: 'credential', tokenHash: credential.tokenHash })).toBe(false);
+      expect((await store.findAgentCredential(credential.tokenHash))?.revokedAt).toBeNull();
+
+      const a = { id: `e-${randomUUID()}`, tenantId, label: 'a', secretHash: 'h', rbacGroupId: 1, rbacGroupName: 'g', createdAt: 1 };
+      const b = { ...a, id: `e-${randomUUID()}`, label: 'b' };
+      await store.upsertEnrollmentSecret(a);
+      await store.upsertEnrollmentSecret(b);
+      expect(await store.deleteEnrollmentSecret(randomUUID(), a.id)).toBe(false); // another tenant's id: nothing
+      expect(await store.deleteEnrollmentSecret(tenantId, a.id)).toBe(true);
+      expect(await store.deleteEnrollmentSecret(tenantId, a.id)).toBe(false);
+      expect(await store.getEnrollmentSecret(a.id)).toBeNull();
+      expect((await store.listEnrollmentSecrets(tenantId)).map((e) => e.id)).toEqual([b.id]);
+    });
+
+    it('a grant or a credential attaches exactly one of many concurrent enrollments; an expired grant none', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      const grant = { tokenHash: `g-${randomUUID()}`, tenantId, machineId: machine.id, createdAt: 1, expiresAt: 1000, usedAt: null };
+      await store.insertReenrollGrant(grant);
+      const attempt = (proof: Parameters<Store['attachAgent']>[2], at: number) => {
+        const credential = { tokenHash: `t-${randomUUID()}`, tenantId, machineId: machine.id, createdAt: at, revokedAt: null };
+        return store.attachAgent(machine, credential, proof).then((won) => ({ won, credential }));
+      };
+      const byGrant = await Promise.all(Array.from({ length: 40 }, () => attempt({ kind: 'grant', tokenHash: grant.tokenHash }, 10)));
+      const winners = byGrant.filter((r) => r.won);
+      expect(winners).toHaveLength(1);
+      for (const r of byGrant) expect(await store.findAgentCredential(r.credential.tokenHash)).toEqual(r.won ? r.credential : null);
+      // The winner's credential is spent by a burst of re-attaches with it: again one wins.
+      const current = winners[0]!.credential;
+      const byCredential = await Promise.all(Array.from({ length: 40 }, () => attempt({ kind: 'credential', tokenHash: current.tokenHash }, 20)));
+      expect(byCredential.filter((r) => r.won)).toHaveLength(1);
+      const valid = await Promise.all([current, ...byCredential.map((r) => r.credential)].map((c) => store.findAgentCredential(c.tokenHash)));
+      expect(valid.filter((c) => c !== null && c.revokedAt === null)).toHaveLength(1);
+      // A grant is good until its expiry, not at it.
+      const expiring = { ...grant, tokenHash: `g-${randomUUID()}`, expiresAt: 30 };
+      await store.insertReenrollGrant(expiring);
+      expect((await attempt({ kind: 'grant', tokenHash: expiring.tokenHash }, 30)).won).toBe(false);
+      expect((await attempt({ kind: 'grant', tokenHash: expiring.tokenHash }, 29)).won).toBe(true);
+      // A grant is for its machine only.
+      const { machine: another } = await tenantWithMachine();
+      const foreign = { ...grant, tokenHash: `g-${randomUUID()}`, tenantId: another.tenantId, machineId: another.id };
+      await store.insertReenrollGrant(foreign);
+      expect((await attempt({ kind: 'grant', tokenHash: foreign.tokenHash }, 40)).won).toBe(false);
     });
 
     it('tenants are upserted', async () => {

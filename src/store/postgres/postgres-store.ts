@@ -109,7 +109,8 @@ export class PostgresStore extends SqlStore {
       while (!next.done) {
         const step = next.value;
         if (step.lock) await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [step.lock]);
-        const result = await client.query(numbered(step.forUpdate ? `${step.sql} FOR UPDATE` : step.sql), step.params);
+        const locking = step.forUpdate ? ' FOR UPDATE' : step.forShare ? ' FOR SHARE' : '';
+        const result = await client.query(numbered(`${step.sql}${locking}`), step.params);
         next = steps.next({ rows: result.rows as Row[], changes: result.rowCount ?? 0 });
       }
       return next.value;

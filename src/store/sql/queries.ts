@@ -6,6 +6,7 @@ import {
   APPLICATION_COLUMNS,
   ENROLLMENT_SECRET_COLUMNS,
   MACHINE_COLUMNS,
+  REENROLL_GRANT_COLUMNS,
   SIGNING_KEY_COLUMNS,
   USER_COLUMNS,
   placeholders,
@@ -36,6 +37,13 @@ export const INSERT_EVENT = `INSERT INTO action_events
   VALUES (${placeholders(10)}) ON CONFLICT DO NOTHING`;
 
 export const UPSERT_MACHINE = upsert('machines', MACHINE_COLUMNS, ['tenant_id', 'id']);
+/** A machine that must be new: an existing one is left as it is (no rows changed). */
+export const INSERT_NEW_MACHINE = `INSERT INTO machines (${MACHINE_COLUMNS.join(', ')})
+  VALUES (${placeholders(MACHINE_COLUMNS.length)}) ON CONFLICT DO NOTHING`;
+export const SELECT_MACHINE_OFFBOARDED = 'SELECT offboarded_at FROM machines WHERE tenant_id = ? AND id = ?';
+/** Parameters: at, healthStatus, onboardingStatus, tenant, machine (what an offboarded machine reads as). */
+export const OFFBOARD_MACHINE = `UPDATE machines SET offboarded_at = ?, health_status = ?, onboarding_status = ?
+  WHERE tenant_id = ? AND id = ?`;
 export const UPSERT_TENANT = upsert('tenants', ['id', 'name'], ['id']);
 
 export const COUNT_ACTIVE_OF_TYPE = `SELECT COUNT(*) AS n FROM machine_actions
@@ -152,12 +160,24 @@ export const UPSERT_ENROLLMENT_SECRET = upsert('enrollment_secrets', ENROLLMENT_
 export const SELECT_ENROLLMENT_SECRET = 'SELECT * FROM enrollment_secrets WHERE id = ?';
 export const SELECT_ENROLLMENT_SECRETS = 'SELECT * FROM enrollment_secrets WHERE tenant_id = ? ORDER BY created_at';
 export const DELETE_ENROLLMENT_SECRETS = 'DELETE FROM enrollment_secrets WHERE tenant_id = ? AND label = ?';
+export const DELETE_ENROLLMENT_SECRET = 'DELETE FROM enrollment_secrets WHERE tenant_id = ? AND id = ?';
 
 export const INSERT_AGENT_CREDENTIAL = `INSERT INTO agent_credentials (${AGENT_CREDENTIAL_COLUMNS.join(', ')})
   VALUES (${placeholders(AGENT_CREDENTIAL_COLUMNS.length)})`;
 export const SELECT_AGENT_CREDENTIAL = 'SELECT * FROM agent_credentials WHERE token_hash = ?';
 export const REVOKE_AGENT_CREDENTIALS =
   'UPDATE agent_credentials SET revoked_at = ? WHERE tenant_id = ? AND machine_id = ? AND revoked_at IS NULL';
+/** Proof by the current credential: it is revoked by the re-attach it proves, so it proves one. */
+export const SPEND_AGENT_CREDENTIAL = `UPDATE agent_credentials SET revoked_at = ?
+  WHERE token_hash = ? AND tenant_id = ? AND machine_id = ? AND revoked_at IS NULL`;
+
+export const INSERT_REENROLL_GRANT = `INSERT INTO reenroll_grants (${REENROLL_GRANT_COLUMNS.join(', ')})
+  VALUES (${placeholders(REENROLL_GRANT_COLUMNS.length)})`;
+export const SELECT_REENROLL_GRANT = 'SELECT * FROM reenroll_grants WHERE token_hash = ?';
+/** Uses a grant once: of concurrent uses only one changes the row. Parameters: at, hash, tenant, machine, at. */
+export const SPEND_REENROLL_GRANT = `UPDATE reenroll_grants SET used_at = ?
+  WHERE token_hash = ? AND tenant_id = ? AND machine_id = ? AND used_at IS NULL AND expires_at > ?`;
+export const DELETE_UNUSED_REENROLL_GRANTS = 'DELETE FROM reenroll_grants WHERE tenant_id = ? AND machine_id = ? AND used_at IS NULL';
 
 /** recordCheckinSql's parameters, in its order. */
 export function checkinParams(tenantId: string, machineId: string, at: number, info: CheckinInfo): unknown[] {
@@ -174,7 +194,8 @@ export function recordCheckinSql(info: CheckinInfo): string {
   if (info.agentVersion !== undefined) sets.push('agent_version = ?');
   if (info.lastIpAddress !== undefined) sets.push('last_ip_address = ?');
   if (info.ipAddresses !== undefined) sets.push('ip_addresses = ?');
-  return `UPDATE machines SET ${sets.join(', ')} WHERE tenant_id = ? AND id = ?`;
+  // An offboarded machine stays inactive, even if a check-in authenticated just before the offboard.
+  return `UPDATE machines SET ${sets.join(', ')} WHERE tenant_id = ? AND id = ? AND offboarded_at IS NULL`;
 }
 
 export const MARK_INACTIVE = `UPDATE machines SET health_status = 'Inactive'

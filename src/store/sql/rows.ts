@@ -5,6 +5,7 @@ import type {
   EnrollmentSecret,
   Machine,
   MachineAction,
+  ReenrollGrant,
   SigningKey,
   User,
 } from '../../domain/model.js';
@@ -155,6 +156,7 @@ export const MACHINE_COLUMNS = [
   'aad_device_id',
   'machine_tags',
   'ip_addresses',
+  'offboarded_at',
 ] as const;
 
 export function machineParams(m: Machine): unknown[] {
@@ -185,6 +187,7 @@ export function machineParams(m: Machine): unknown[] {
     m.aadDeviceId,
     JSON.stringify(m.machineTags),
     JSON.stringify(m.ipAddresses),
+    m.offboardedAt,
   ];
 }
 
@@ -216,6 +219,7 @@ export function rowToMachine(r: Row): Machine {
     aadDeviceId: strOrNull(r.aad_device_id),
     machineTags: JSON.parse(String(r.machine_tags)),
     ipAddresses: JSON.parse(String(r.ip_addresses)),
+    offboardedAt: numOrNull(r.offboarded_at),
   };
 }
 
@@ -338,5 +342,22 @@ export function rowToAgentCredential(r: Row): AgentCredential {
     machineId: String(r.machine_id),
     createdAt: num(r.created_at),
     revokedAt: numOrNull(r.revoked_at),
+  };
+}
+
+export const REENROLL_GRANT_COLUMNS = ['token_hash', 'tenant_id', 'machine_id', 'created_at', 'expires_at', 'used_at'] as const;
+
+export function reenrollGrantParams(g: ReenrollGrant): unknown[] {
+  return [g.tokenHash, g.tenantId, g.machineId, g.createdAt, g.expiresAt, g.usedAt];
+}
+
+export function rowToReenrollGrant(r: Row): ReenrollGrant {
+  return {
+    tokenHash: String(r.token_hash),
+    tenantId: String(r.tenant_id),
+    machineId: String(r.machine_id),
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    usedAt: numOrNull(r.used_at),
   };
 }

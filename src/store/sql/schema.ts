@@ -201,4 +201,25 @@ ALTER TABLE action_events ADD COLUMN report_id TEXT;
 CREATE UNIQUE INDEX action_events_one_report ON action_events (action_id, report_id) WHERE report_id IS NOT NULL;
 `,
   },
+  {
+    version: 5,
+    name: 'machine ownership',
+    // offboarded_at: when a Succeeded Offboard ended the machine (null while onboarded); it then
+    // takes no actions and no agent re-attaches without a re-enroll grant. A grant is one-time
+    // proof, issued by an administrator for one machine: only its SHA-256 is kept.
+    sql: (d) => `
+ALTER TABLE machines ADD COLUMN offboarded_at ${d.int};
+
+CREATE TABLE reenroll_grants (
+  token_hash TEXT PRIMARY KEY,
+  tenant_id TEXT NOT NULL,
+  machine_id TEXT NOT NULL,
+  created_at ${d.int} NOT NULL,
+  expires_at ${d.int} NOT NULL,
+  used_at ${d.int},
+  FOREIGN KEY (tenant_id, machine_id) REFERENCES machines (tenant_id, id)
+);
+CREATE INDEX reenroll_grants_by_machine ON reenroll_grants (tenant_id, machine_id);
+`,
+  },
 ];

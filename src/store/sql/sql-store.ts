@@ -5,12 +5,24 @@ import type {
   EnrollmentSecret,
   Machine,
   MachineAction,
+  ReenrollGrant,
   SigningKey,
   Tenant,
   User,
 } from '../../domain/model.js';
+import { OFFBOARDED } from '../../domain/model.js';
 import { MACHINE_ACTION_SET } from '../../domain/query-sets.js';
-import type { CheckinInfo, EventInput, InsertOutcome, ListQuery, Overdue, Page, Store, Transition } from '../../domain/store.js';
+import type {
+  AttachProof,
+  CheckinInfo,
+  EventInput,
+  InsertOutcome,
+  ListQuery,
+  Overdue,
+  Page,
+  Store,
+  Transition,
+} from '../../domain/store.js';
 import type { EntitySetDef } from '../../odata/index.js';
 import * as Q from './queries.js';
 import * as R from './rows.js';
@@ -27,6 +39,11 @@ export interface Step {
   params: unknown[];
   /** PostgreSQL: lock the rows read until the transaction ends (SELECT ... FOR UPDATE). */
   forUpdate?: boolean;
+  /**
+   * PostgreSQL: share-lock the rows read (SELECT ... FOR SHARE): readers that take it run side by
+   * side, a writer of those rows waits for them (and they for it).
+   */
+  forShare?: boolean;
   /** PostgreSQL: serialise with every other transaction taking this key (SQLite writes are serial). */
   lock?: string;
 }
@@ -54,6 +71,10 @@ function* insertEvent(
 }
 
 function* insertAction(action: MachineAction, event: EventInput, limit: number | undefined): Operation<InsertOutcome> {
+  // Read under a share lock: an Offboard succeeding meanwhile (it updates this row) is either
+  // seen here or waits until this action exists.
+  const { rows: machine } = yield { sql: Q.SELECT_MACHINE_OFFBOARDED, params: [action.tenantId, action.machineId], forShare: true };
+  if (machine[0] && machine[0].offboarded_at !== null) return 'offboarded';
   if (limit !== undefined) {
     const { rows } = yield {
       sql: Q.COUNT_ACTIVE_OF_TYPE,
@@ -83,10 +104,32 @@ function* transitionAction(change: Transition): Operation<MachineAction | null> 
   if (!row) return null;
   yield* insertEvent(change.tenantId, change.actionId, change.event.kind ?? 'transition', String(current.status), change.to, change.event);
   const action = R.rowToAction(row);
-  if (change.revokeAgentCredentials) {
-    yield { sql: Q.REVOKE_AGENT_CREDENTIALS, params: [change.event.at, action.tenantId, action.machineId] };
+  if (change.offboardsMachine) {
+    const at = change.event.at;
+    yield { sql: Q.OFFBOARD_MACHINE, params: [at, OFFBOARDED.healthStatus, OFFBOARDED.onboardingStatus, action.tenantId, action.machineId] };
+    yield { sql: Q.REVOKE_AGENT_CREDENTIALS, params: [at, action.tenantId, action.machineId] };
+    yield { sql: Q.DELETE_UNUSED_REENROLL_GRANTS, params: [action.tenantId, action.machineId] };
   }
   return action;
+}
+
+function* attachAgent(machine: Machine, credential: AgentCredential, proof: AttachProof): Operation<boolean> {
+  const at = credential.createdAt;
+  const key = [machine.tenantId, machine.id];
+  if (proof.kind === 'new') {
+    if ((yield { sql: Q.INSERT_NEW_MACHINE, params: R.machineParams(machine) }).changes === 0) return false;
+  } else {
+    // The proof is spent first: of two attaches with one proof, the second changes nothing here.
+    const spent =
+      proof.kind === 'credential'
+        ? yield { sql: Q.SPEND_AGENT_CREDENTIAL, params: [at, proof.tokenHash, ...key] }
+        : yield { sql: Q.SPEND_REENROLL_GRANT, params: [at, proof.tokenHash, ...key, at] };
+    if (spent.changes === 0) return false;
+    yield { sql: Q.UPSERT_MACHINE, params: R.machineParams(machine) };
+    yield { sql: Q.REVOKE_AGENT_CREDENTIALS, params: [at, ...key] };
+  }
+  yield { sql: Q.INSERT_AGENT_CREDENTIAL, params: R.agentCredentialParams(credential) };
+  return true;
 }
 
 function* appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kind'], event: EventInput): Operation<boolean> {
@@ -269,12 +312,20 @@ export abstract class SqlStore implements Store {
     await this.exec(Q.DELETE_ENROLLMENT_SECRETS, [tenantId, label]);
   }
 
-  attachAgent(machine: Machine, credential: AgentCredential): Promise<void> {
-    return this.transaction(function* () {
-      yield { sql: Q.UPSERT_MACHINE, params: R.machineParams(machine) };
-      yield { sql: Q.REVOKE_AGENT_CREDENTIALS, params: [credential.createdAt, machine.tenantId, machine.id] };
-      yield { sql: Q.INSERT_AGENT_CREDENTIAL, params: R.agentCredentialParams(credential) };
-    });
+  async deleteEnrollmentSecret(tenantId: string, id: string): Promise<boolean> {
+    return (await this.exec(Q.DELETE_ENROLLMENT_SECRET, [tenantId, id])) > 0;
+  }
+
+  async insertReenrollGrant(grant: ReenrollGrant): Promise<void> {
+    await this.exec(Q.INSERT_REENROLL_GRANT, R.reenrollGrantParams(grant));
+  }
+
+  findReenrollGrant(tokenHash: string): Promise<ReenrollGrant | null> {
+    return this.one(Q.SELECT_REENROLL_GRANT, [tokenHash], R.rowToReenrollGrant);
+  }
+
+  attachAgent(machine: Machine, credential: AgentCredential, proof: AttachProof): Promise<boolean> {
+    return this.transaction(() => attachAgent(machine, credential, proof));
   }
 
   findAgentCredential(tokenHash: string): Promise<AgentCredential | null> {
