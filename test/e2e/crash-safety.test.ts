@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createEnrollmentToken } from '../../src/dispatch/enrollment.js';
+import { createReenrollGrant } from '../../src/dispatch/enrollment.js';
+import { Directory } from '../../src/identity/directory.js';
+import { loadFixtures } from '../../src/server.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import {
   Ledger,
@@ -36,6 +38,8 @@ const KILLS = 20;
 const MACHINES = 40;
 /** Machines with an agent; the others' actions stay Pending until cancelled. */
 const AGENTS = 30;
+/** Agent machines Offboard is aimed at (an offboarded machine takes no more actions). */
+const OFFBOARDABLE = 5;
 const CREATORS = 6;
 const CANCELLERS = 3;
 
@@ -94,10 +98,10 @@ describe('crash safety', () => {
     const began = Date.now();
     writeFileSync(fixturesPath, JSON.stringify(setup.fixtures));
     mkdirSync(dataDir, { recursive: true });
-    // The enrollment token is made in the store file itself, before the server ever runs.
+    // The agents' re-enroll grants are made in the store file itself, before the server ever runs.
     const store = SqliteStore.open(dbPath);
-    await store.upsertTenant({ id: setup.tenantId, name: 'Test tenant' });
-    const enrollment = await createEnrollmentToken(store, setup.tenantId, 'crash', { rbacGroupId: 1, rbacGroupName: 'group-1' });
+    await loadFixtures(store, new Directory(store), setup.fixtures);
+    const grants = await Promise.all(setup.machines.slice(0, AGENTS).map((m) => createReenrollGrant(store, setup.tenantId, m.id)));
     await store.close();
 
     const port = await freePort();
@@ -107,13 +111,14 @@ describe('crash safety', () => {
     let p = await startServer(port);
     let auth = { authorization: `Bearer ${await appToken({ url: base }, setup.tenantId, setup.clientId)}` };
 
-    // Agents re-attach to the first AGENTS fixture machines (enrollment is not under test).
+    // Agents re-attach to the first AGENTS fixture machines with a grant each (enrollment is not under test).
     const agents = setup.machines
       .slice(0, AGENTS)
-      .map((m) => new ProtocolAgent(base, enrollment, m.id, m.computerDnsName, ledger));
+      .map((m, i) => new ProtocolAgent(base, grants[i]!.grant, m.id, m.computerDnsName, ledger));
+    const offboardable = setup.machines.slice(AGENTS - OFFBOARDABLE, AGENTS);
     const always: Phase = { live: true };
     phases.push(always);
-    await Promise.all(agents.map((a) => a.enroll(always, null)));
+    await Promise.all(agents.map((a) => a.enroll(always)));
 
     let createSeq = 0;
     let cancelSeq = 0;
@@ -122,8 +127,8 @@ describe('crash safety', () => {
 
     const creator = async (phase: Phase) => {
       while (phase.live) {
-        const machine = pick(setup.machines);
         const kind = pick(CREATES);
+        const machine = pick(kind.type === 'Offboard' ? offboardable : setup.machines);
         const comment = `create-${++createSeq}`;
         ledger.sentCreates.set(comment, { type: kind.type, machineId: machine.id });
         const res = await call(base, 'POST', `/api/machines/${machine.id}/${kind.route}`, { Comment: comment, ...kind.body() }, auth);
@@ -134,7 +139,11 @@ describe('crash safety', () => {
           open.push(body.id);
         } else if (!res) {
           await sleep(30);
-        } else if (!(res.status === 400 && res.body?.error?.code === 'ActiveRequestAlreadyExists') && res.status !== 429) {
+        } else if (
+          !(res.status === 400 && res.body?.error?.code === 'ActiveRequestAlreadyExists') &&
+          !(res.status === 400 && res.body?.error?.code === 'InvalidInput' && /is offboarded/.test(res.body.error.message)) &&
+          res.status !== 429
+        ) {
           ledger.unexpected.push(`create ${kind.type}: ${res.status} ${JSON.stringify(res.body)}`);
         }
         await sleep(Math.random() * 8);
@@ -225,6 +234,11 @@ describe('crash safety', () => {
       expect(db.pragma('foreign_key_check')).toEqual([]);
       const result = verifyDatabase(db, setup.tenantId, ledger);
       apiProblems.push(...[...wire].flatMap(([id, body]) => wireProblems(body, readAction(db, id))));
+      // An agent stops only when its machine was offboarded.
+      const offboarded = new Set(
+        (db.prepare('SELECT id FROM machines WHERE tenant_id = ? AND offboarded_at IS NOT NULL').all(setup.tenantId) as { id: string }[]).map((r) => r.id),
+      );
+      for (const a of agents) if (a.stopped && !offboarded.has(a.machineId)) apiProblems.push(`the agent of ${a.machineId} was refused, but its machine is not offboarded`);
       const problems = [...result.problems, ...apiProblems];
 
       const seconds = ((Date.now() - began) / 1000).toFixed(1);
@@ -234,7 +248,7 @@ describe('crash safety', () => {
           `  acknowledged: ${ledger.creates.size} creates, ${ledger.cancels.size} cancels, ${ledger.starts.size} starts, ${ledger.reportCount} applied reports`,
           `  database: ${result.actions} actions (${JSON.stringify(result.byStatus)}), ${result.events} events; ` +
             `${result.unacknowledgedCreates} creates committed but never acknowledged`,
-          `  checked: ${result.actions} histories, ${wire.size} actions through GET; ${problems.length} problems`,
+          `  checked: ${result.actions} histories, ${wire.size} actions through GET; ${offboarded.size} machines offboarded; ${problems.length} problems`,
           `  replies: ${[...ledger.statusCounts].sort().map(([k, n]) => `${k}: ${n}`).join(', ')}`,
           ...(ledger.unexpected.length ? [`  unexpected replies (${ledger.unexpected.length}):`, ...ledger.unexpected.slice(0, 10).map((u) => `    ${u}`)] : []),
           ...(serverWarnings.length ? [`  server warnings (${serverWarnings.length}):`, ...serverWarnings.slice(0, 10).map((w) => `    ${w}`)] : []),

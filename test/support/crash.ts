@@ -153,23 +153,25 @@ export interface Phase {
 export class ProtocolAgent {
   private token: string | null = null;
   private enrolling: Promise<void> | null = null;
+  /** Refused its credential: the machine was offboarded (nothing else re-attaches it here). */
+  stopped = false;
   private readonly journal = new Map<string, { stage: 'start' | 'progress' | 'report' | 'done'; commands: any[]; type: string }>();
 
   constructor(
     private readonly baseUrl: string,
-    private readonly enrollmentToken: string,
+    /** A re-enroll grant for its machine: how it takes the fixture machine over, once. */
+    private readonly reenrollGrant: string,
     readonly machineId: string,
     private readonly name: string,
     private readonly ledger: Ledger,
   ) {}
 
-  /** Enrolls (re-attaching to its machine) until it has a credential or the phase ends. */
-  async enroll(phase: Phase, stale: string | null = this.token): Promise<void> {
-    if (this.token !== stale) return; // someone already replaced the refused credential
+  /** Re-attaches to its machine with its grant, until it has a credential or the phase ends. */
+  async enroll(phase: Phase): Promise<void> {
     this.enrolling ??= (async () => {
       while (phase.live) {
         const res = await call(this.baseUrl, 'POST', '/agent/v1/enroll', {
-          enrollmentToken: this.enrollmentToken,
+          reenrollGrant: this.reenrollGrant,
           machineId: this.machineId,
           machine: { computerDnsName: this.name, osPlatform: 'Linux', agentVersion: '0.1.0' },
         });
@@ -187,13 +189,12 @@ export class ProtocolAgent {
   }
 
   private async post(phase: Phase, path: string, body: unknown): Promise<Reply | null> {
-    if (!this.token) await this.enroll(phase, null);
     const token = this.token;
-    if (!token) return null;
+    if (!token || this.stopped) return null;
     const res = await call(this.baseUrl, 'POST', path, body, { authorization: `Bearer ${token}` });
     if (res?.status === 401) {
-      // An acknowledged Offboard revokes the credential; the agent enrolls again, as the real one does.
-      await this.enroll(phase, token);
+      // A Succeeded Offboard revoked the credential: the agent stops, as the real one does.
+      this.stopped = true;
       return null;
     }
     return res;
@@ -203,7 +204,7 @@ export class ProtocolAgent {
   async run(phase: Phase): Promise<void> {
     const handlers: Promise<void>[] = [];
     for (const [id, entry] of this.journal) if (entry.stage !== 'done') handlers.push(this.handle(id, phase));
-    while (phase.live) {
+    while (phase.live && !this.stopped) {
       const running = [...this.journal].filter(([, e]) => e.stage !== 'done').map(([id]) => id);
       const res = await this.post(phase, '/agent/v1/checkin', { running, maxWaitSeconds: 1, agentVersion: '0.1.0' });
       this.ledger.count('checkin', res?.status ?? null);
@@ -228,7 +229,7 @@ export class ProtocolAgent {
   private async handle(id: string, phase: Phase): Promise<void> {
     const entry = this.journal.get(id)!;
     const outcome = outcomeFor(id);
-    while (phase.live && entry.stage !== 'done') {
+    while (phase.live && !this.stopped && entry.stage !== 'done') {
       if (entry.stage === 'start') {
         const res = await this.post(phase, `/agent/v1/actions/${id}/start`, {});
         this.ledger.count('start', res?.status ?? null);
@@ -481,6 +482,32 @@ export function verifyDatabase(db: Database.Database, tenantId: string, ledger: 
     problems.push(
       `Offboard ${row.id} Succeeded at ${toWireTime(at)}, but ${outlived.length} earlier credential(s) of ${row.machine_id} stayed valid (revoked ${outlived.map((c) => (c.revoked_at === null ? 'never' : toWireTime(c.revoked_at))).join(', ')})`,
     );
+  }
+
+  // The machine is offboarded in the Offboard's own transaction: offboarded exactly when (and
+  // since) one Succeeded, reading as Inactive / CanBeOnboarded, and no action created after it.
+  const machines = db
+    .prepare('SELECT id, offboarded_at, health_status, onboarding_status FROM machines WHERE tenant_id = ?')
+    .all(tenantId) as { id: string; offboarded_at: number | null; health_status: string; onboarding_status: string }[];
+  for (const machine of machines) {
+    const offboards = rows.filter((r) => r.machine_id === machine.id && r.type === 'Offboard' && r.status === 'Succeeded');
+    if (offboards.length > 1) problems.push(`machine ${machine.id}: ${offboards.length} Offboards Succeeded`);
+    const succeeded = offboards[0] && (events.get(offboards[0].id) ?? []).find((e) => e.kind === 'transition' && e.to_status === 'Succeeded');
+    if (!succeeded) {
+      if (machine.offboarded_at !== null) problems.push(`machine ${machine.id} is offboarded without a Succeeded Offboard`);
+      continue;
+    }
+    if (machine.offboarded_at !== succeeded.at || machine.health_status !== 'Inactive' || machine.onboarding_status !== 'CanBeOnboarded') {
+      problems.push(
+        `machine ${machine.id}: Offboard ${offboards[0]!.id} Succeeded at ${toWireTime(succeeded.at)}, but the machine has offboarded_at ` +
+          `${toWireTime(machine.offboarded_at)}, ${machine.health_status}, ${machine.onboarding_status}`,
+      );
+    }
+    for (const row of rows) {
+      if (row.machine_id !== machine.id) continue;
+      const created = (events.get(row.id) ?? [])[0];
+      if (created && created.seq > succeeded.seq) problems.push(`action ${row.id} was created on ${machine.id} after its Offboard succeeded`);
+    }
   }
 
   // Everything present was asked for by a client, and every history is possible.
