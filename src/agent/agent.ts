@@ -209,7 +209,7 @@ export class Agent {
               continue;
             } catch (enrollError) {
               if (enrollError instanceof AgentRefusal) {
-                this.stoppedBecause = enrollError.message;
+                this.refused(enrollError.message);
                 break;
               }
               this.grantTried = false; // not answered: try it again after the backoff
@@ -217,7 +217,7 @@ export class Agent {
             }
           } else {
             // Without proof of this machine, stop: never loop, never take another machine's place.
-            this.stoppedBecause = this.refusedMessage(this.machineId!, this.tenantId);
+            this.refused(this.refusedMessage(this.machineId!, this.tenantId));
             break;
           }
         }
@@ -232,6 +232,15 @@ export class Agent {
         await delay(backoff(failures++), this.stopping.signal);
       }
     }
+  }
+
+  /**
+   * Stops on a refusal: running actions are interrupted as on shutdown (their journal entries
+   * stay), so an agent that gets the machine back resumes them.
+   */
+  private refused(reason: string): void {
+    this.stoppedBecause = reason;
+    for (const { controller } of this.running.values()) controller.abort('shutdown' satisfies StopReason);
   }
 
   private begin(action: AgentActionWire): void {
