@@ -232,6 +232,8 @@ describe.skipIf(reason !== null)(title, () => {
       'sh', '-c', 'mount -t tmpfs -o size=4m,mode=0755 cmagent "$0" && exec "$@"', p.restricted,
       process.execPath, '--import', 'tsx', 'src/cli/main.ts', 'agent',
       '--server', server.url,
+      // Plain HTTP to the root end of the test's own veth pair: it never leaves the machine.
+      '--insecure-http',
       '--enrollment-token', token,
       '--state-dir', p.agentState,
       '--executor', 'linux',
