@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { endianness, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { HRESULT, type ExecutionContext } from '../../../src/agent/executor.js';
@@ -10,6 +10,9 @@ import { CommandError, runCommand } from '../../../src/agent/executors/linux/com
 import { buildIsolationRuleset, DEFAULTS, LinuxExecutor, resolveOptions } from '../../../src/agent/executors/linux/index.js';
 import { outcomeOf } from '../../../src/agent/executors/linux/linux-executor.js';
 import { parseMountInfo, remountOptions } from '../../../src/agent/executors/linux/mounts.js';
+import { parseArgs, scriptLaunch } from '../../../src/agent/executors/linux/live-response.js';
+import { parseProcStat, treeMembers } from '../../../src/agent/executors/linux/processes.js';
+import { decodeAddress, interactiveAccounts, parsePasswd, parseProcNet, parseUtmp, unitSection, UTMP_RECORD_SIZE } from '../../../src/agent/executors/linux/investigation/parsers.js';
 import { announce, runJob, sh, skipReason } from './support.js';
 
 /** Checks that need no namespace: options, pure builders, parsers, the command runner, refusals. */
@@ -57,6 +60,27 @@ describe('LinuxExecutor options', () => {
     expect(() => resolveOptions(options)).toThrow(message);
   });
 
+  it('live response and package limits: documented defaults; /proc, /sys and /dev are always refused to GetFile', () => {
+    const o = new LinuxExecutor().options;
+    expect(o).toMatchObject({
+      scriptTimeoutMs: 600_000,
+      scriptOutputMaxBytes: 1024 * 1024,
+      scriptInterpreter: '/bin/bash',
+      getFileAllowedRoots: ['/'],
+      getFileDeniedPaths: ['/proc', '/sys', '/dev'],
+      getFileMaxBytes: 100 * 1024 * 1024,
+      packageCommandTimeoutMs: 30_000,
+      packageItemMaxBytes: 16 * 1024 * 1024,
+      packageMaxBytes: 256 * 1024 * 1024,
+      packageTimeoutMs: 15 * 60_000,
+    });
+    expect(resolveOptions({ getFileDeniedPaths: ['/var/lib/countermand/agent/'] }).getFileDeniedPaths).toEqual(['/proc', '/sys', '/dev', '/var/lib/countermand/agent']);
+    expect(() => resolveOptions({ getFileAllowedRoots: [] })).toThrow(/at least one/);
+    expect(() => resolveOptions({ getFileAllowedRoots: ['srv'] })).toThrow(/absolute/);
+    expect(() => resolveOptions({ scriptTimeoutMs: 0 })).toThrow(/scriptTimeoutMs/);
+    expect(() => resolveOptions({ scriptInterpreter: 'bash' })).toThrow(/absolute/);
+  });
+
   it('accepts IPv4/IPv6 addresses and CIDRs', () => {
     const o = resolveOptions({ serverAddresses: ['192.0.2.1', '2001:db8::1'], selectiveAllowList: ['198.51.100.0/24', '2001:db8:1::/48', '203.0.113.9'] });
     expect(o.serverAddresses).toEqual(['192.0.2.1', '2001:db8::1']);
@@ -64,14 +88,8 @@ describe('LinuxExecutor options', () => {
   });
 });
 
-describe('actions this executor does not do', () => {
+describe('actions with nothing to do on the machine, and unknown ones', () => {
   const executor = new LinuxExecutor(safe);
-  it.each(['LiveResponse', 'CollectInvestigationPackage'] as const)('%s: Failed, notImplemented', async (type) => {
-    const out = await executor.execute(ctx(type));
-    expect(out).toMatchObject({ status: 'Failed', errorHResult: HRESULT.notImplemented });
-    expect(out.troubleshootInfo).toMatch(/not available on the Linux executor/);
-  });
-
   it('Offboard: Succeeded (the agent runtime stops and revokes its credential)', async () => {
     expect(await executor.execute(ctx('Offboard'))).toMatchObject({ status: 'Succeeded', errorHResult: 0 });
   });
@@ -106,6 +124,21 @@ describe.skipIf(rootReason !== null)(announce('refusals before anything is chang
     expect(out).toMatchObject({ status: 'Failed', errorHResult: HRESULT.fileNotFound });
   });
 
+  it('LiveResponse on an agent without file transfer: the command fails with notImplemented, the rest are not run', async () => {
+    const commands = [
+      { index: 0, startTime: null, endTime: null, commandStatus: 'Created' as const, errors: [], command: { type: 'PutFile' as const, params: [{ key: 'FileName', value: 'x.sh' }] } },
+      { index: 1, startTime: null, endTime: null, commandStatus: 'Created' as const, errors: [], command: { type: 'GetFile' as const, params: [{ key: 'Path', value: '/etc/hostname' }] } },
+    ];
+    const out = await new LinuxExecutor(safe).execute(ctx('LiveResponse', { commands }));
+    expect(out).toMatchObject({ status: 'Failed', errorHResult: HRESULT.notImplemented });
+    expect(out.troubleshootInfo).toBe('Command 0 (PutFile) failed: This agent cannot download library files (1 later command not run)');
+  });
+
+  it('CollectInvestigationPackage on an agent that cannot upload: Failed, notImplemented', async () => {
+    const out = await new LinuxExecutor(safe).execute(ctx('CollectInvestigationPackage'));
+    expect(out).toMatchObject({ status: 'Failed', errorHResult: HRESULT.notImplemented });
+  });
+
   it('already cancelled: Failed, aborted', async () => {
     const c = new AbortController();
     c.abort();
@@ -117,7 +150,7 @@ describe.skipIf(rootReason !== null)(announce('refusals before anything is chang
 const nobodyReason = skipReason(['setpriv']);
 describe.skipIf(nobodyReason !== null)(announce('not root (runner started as nobody with setpriv)', nobodyReason), () => {
   const asNobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'];
-  it.each(['Isolate', 'Unisolate', 'RestrictCodeExecution', 'UnrestrictCodeExecution', 'RunAntiVirusScan', 'StopAndQuarantineFile'] as const)(
+  it.each(['Isolate', 'Unisolate', 'RestrictCodeExecution', 'UnrestrictCodeExecution', 'RunAntiVirusScan', 'StopAndQuarantineFile', 'LiveResponse', 'CollectInvestigationPackage'] as const)(
     '%s: Failed, accessDenied',
     async (type) => {
       const r = await runJob(asNobody, {
@@ -191,6 +224,115 @@ describe('parsers', () => {
   it('remount options spell out every flag', () => {
     expect(remountOptions(['rw', 'nosuid', 'nodev', 'relatime'], true)).toBe('remount,bind,rw,nosuid,nodev,relatime,noexec');
     expect(remountOptions(['ro', 'noexec'], false)).toBe('remount,bind,ro,strictatime,exec');
+  });
+});
+
+describe('RunScript Args: split like a shell command line, never interpreted', () => {
+  it.each([
+    [undefined, []],
+    ['', []],
+    ['   ', []],
+    ['--noargs', []],
+    [' --noargs ', []],
+    ['--noargs x', ['--noargs', 'x']],
+    ['OfficeClickToRun', ['OfficeClickToRun']],
+    ['-Path /tmp/a  -Verbose', ['-Path', '/tmp/a', '-Verbose']],
+    [`one 'two words' "three $HOME" four\\ five`, ['one', 'two words', 'three $HOME', 'four five']],
+    ['a;b | c && `id` $(id) > /etc/x *', ['a;b', '|', 'c', '&&', '`id`', '$(id)', '>', '/etc/x', '*']],
+    [`"it's" 'say "hi"' ""`, ["it's", 'say "hi"', '']],
+    ['# not a comment', ['#', 'not', 'a', 'comment']],
+  ])('%j -> %j', (value, args) => {
+    expect(parseArgs(value)).toEqual(args);
+  });
+
+  it('unbalanced quotes are an error naming Args', () => {
+    expect(() => parseArgs(`a 'b`)).toThrow(/Args "a 'b" cannot be split into arguments/);
+  });
+});
+
+describe('how a script is started', () => {
+  const run = (head: string | Buffer) => scriptLaunch('/w/s', Buffer.isBuffer(head) ? head : Buffer.from(head), '/bin/bash', ['x']);
+  it('a #! line names the interpreter and at most one argument, as the kernel reads it', () => {
+    expect(run('#!/bin/sh\necho')).toEqual({ file: '/bin/sh', args: ['/w/s', 'x'], via: 'shebang' });
+    expect(run('#! /usr/bin/env python3 -u\r\n')).toEqual({ file: '/usr/bin/env', args: ['python3 -u', '/w/s', 'x'], via: 'shebang' });
+    expect(run('#!/bin/sh -e')).toEqual({ file: '/bin/sh', args: ['-e', '/w/s', 'x'], via: 'shebang' });
+    expect(() => run('#!sh\n')).toThrow(/absolute path/);
+    expect(() => run('#!\n')).toThrow(/absolute path/);
+  });
+  it('an ELF file runs itself; anything else goes to the interpreter', () => {
+    expect(run(Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1]))).toEqual({ file: '/w/s', args: ['x'], via: 'elf' });
+    expect(run('echo hi\n')).toEqual({ file: '/bin/bash', args: ['/w/s', 'x'], via: 'interpreter' });
+    expect(run('')).toEqual({ file: '/bin/bash', args: ['/w/s', 'x'], via: 'interpreter' });
+  });
+});
+
+describe('process trees', () => {
+  const st = (pid: number, ppid: number, pgid: number, sid: number, state = 'S') =>
+    parseProcStat(`${pid} (a b) c)) ${state} ${ppid} ${pgid} ${sid} 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 ${pid * 10} 1000 50 18446744073709551615`)!;
+  it('parses /proc/<pid>/stat with spaces and parentheses in comm', () => {
+    expect(st(42, 1, 42, 42)).toMatchObject({ pid: 42, comm: 'a b) c)', state: 'S', ppid: 1, pgid: 42, sid: 42, startTicks: 420, threads: 1, rssPages: 50 });
+  });
+  it('members: group, session and (with descendants) children that left both; never pid 1 or a zombie', () => {
+    const stats = [st(1, 0, 1, 1), st(100, 1, 100, 100), st(101, 100, 100, 100), st(102, 101, 102, 100), st(103, 101, 103, 103), st(104, 103, 104, 104), st(105, 100, 100, 100, 'Z'), st(200, 1, 200, 200), st(201, 1, 100, 100)];
+    expect(treeMembers(stats, 100, false).sort()).toEqual([100, 101, 102, 201]);
+    expect(treeMembers(stats, 100, true).sort()).toEqual([100, 101, 102, 103, 104, 201]);
+  });
+});
+
+describe('investigation package parsers', () => {
+  it('/proc/net/tcp and tcp6 lines', () => {
+    const le = endianness() === 'LE';
+    const v4 = le ? '0100007F' : '7F000001';
+    const tcp = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: ${v4}:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1 0000000000000000 100 0 0 10 0
+   1: ${v4}:1F90 ${v4}:C350 01 00000000:00000000 00:00000000 00000000  1000        0 4343 1 0000000000000000 20 4 30 10 -1
+`;
+    expect(parseProcNet('tcp', tcp)).toEqual([
+      { protocol: 'tcp', localAddress: '127.0.0.1', localPort: 8080, remoteAddress: '0.0.0.0', remotePort: 0, state: 'LISTEN', uid: 0, inode: 4242 },
+      { protocol: 'tcp', localAddress: '127.0.0.1', localPort: 8080, remoteAddress: '127.0.0.1', remotePort: 50000, state: 'ESTABLISHED', uid: 1000, inode: 4343 },
+    ]);
+    const loop6 = le ? '00000000000000000000000001000000' : '00000000000000000000000000000001';
+    const mapped = le ? '0000000000000000FFFF00000100007F' : '00000000000000000000FFFF7F000001';
+    expect(decodeAddress(loop6)).toBe('::1');
+    expect(decodeAddress(mapped)).toBe('::ffff:127.0.0.1');
+    expect(decodeAddress(le ? 'B80D0120000000000000000001000000' : '20010DB8000000000000000000000001')).toBe('2001:db8::1');
+    const udp = `header\n   5: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 99 2 0 0\n`;
+    expect(parseProcNet('udp', udp)[0]).toMatchObject({ localPort: 68, state: 'UNCONN', inode: 99 });
+  });
+
+  it('utmp records (glibc layout)', () => {
+    const buf = Buffer.alloc(UTMP_RECORD_SIZE * 2);
+    const write = endianness() === 'LE' ? { i16: buf.writeInt16LE.bind(buf), i32: buf.writeInt32LE.bind(buf) } : { i16: buf.writeInt16BE.bind(buf), i32: buf.writeInt32BE.bind(buf) };
+    write.i16(7, 0);
+    write.i32(4321, 4);
+    buf.write('pts/7', 8);
+    buf.write('ts/7', 40);
+    buf.write('alice', 44);
+    buf.write('203.0.113.5', 76);
+    write.i32(99, 336);
+    write.i32(1_700_000_000, 340);
+    write.i32(250_000, 344);
+    Buffer.from([203, 0, 113, 5]).copy(buf, 348);
+    write.i16(2, UTMP_RECORD_SIZE); // BOOT_TIME
+    buf.write('~', UTMP_RECORD_SIZE + 40);
+    buf.write('reboot', UTMP_RECORD_SIZE + 44);
+    const [login, boot] = parseUtmp(buf);
+    expect(login).toEqual({ type: 'USER_PROCESS', pid: 4321, line: 'pts/7', id: 'ts/7', user: 'alice', host: '203.0.113.5', session: 99, time: '2023-11-14T22:13:20.250Z', address: '203.0.113.5' });
+    expect(boot).toMatchObject({ type: 'BOOT_TIME', user: 'reboot', address: null });
+    expect(parseUtmp(buf.subarray(0, UTMP_RECORD_SIZE + 10))).toHaveLength(1); // a partial record is ignored
+  });
+
+  it('/etc/passwd and which accounts count as interactive', () => {
+    const entries = parsePasswd('root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n# c\nbad\nalice:x:1000:1000:A,,,:/home/alice:/bin/zsh\nsync:x:4:65534:sync:/bin:/bin/sync\n');
+    expect(entries.map((e) => e.name)).toEqual(['root', 'daemon', 'alice', 'sync']);
+    expect(interactiveAccounts(entries).map((e) => e.name)).toEqual(['root', 'alice']);
+  });
+
+  it('a unit file section', () => {
+    expect(unitSection('[Unit]\nDescription=x\n[Timer]\n# c\nOnCalendar=daily\nOnCalendar=weekly\nPersistent=true\n[Install]\nWantedBy=timers.target\n', 'Timer')).toEqual({
+      OnCalendar: ['daily', 'weekly'],
+      Persistent: ['true'],
+    });
   });
 });
 

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import type { ExecutionOutcome } from '../../../src/agent/executor.js';
 import type { RestoreResult } from '../../../src/agent/executors/linux/index.js';
 import { runCommand, type RunResult } from '../../../src/agent/executors/linux/command.js';
-import type { Job } from './run-executor.js';
+import type { Job, Upload } from './run-executor.js';
+import type { LiveResponseCommand } from '../../../src/domain/model.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const RUNNER = join(ROOT, 'test/e2e/linux/run-executor.ts');
@@ -64,6 +65,9 @@ export async function must(file: string, args: string[], timeoutMs = 15_000): Pr
 export interface RunnerResult {
   outcome?: ExecutionOutcome;
   restore?: RestoreResult;
+  /** Every progress() call of a LiveResponse, in order. */
+  progress?: LiveResponseCommand[][];
+  uploads?: Upload[];
   error?: string;
   stderr: string;
 }

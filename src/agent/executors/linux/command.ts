@@ -1,5 +1,6 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
+import { killTree } from './processes.js';
 
 /**
  * Runs one external program: argument array (never a shell), bounded output, a timeout, and
@@ -9,7 +10,7 @@ import { StringDecoder } from 'node:string_decoder';
 export interface RunOptions {
   /** Kill the program (SIGKILL) after this long. */
   timeoutMs: number;
-  /** Aborting kills the program (SIGTERM, then SIGKILL after 2 s). */
+  /** Aborting kills the program (SIGTERM, then SIGKILL after 2 s; with processTree: SIGKILL at once). */
   signal?: AbortSignal;
   /** Written to the program's stdin, which is then closed. Without it stdin is /dev/null. */
   input?: string;
@@ -17,6 +18,17 @@ export interface RunOptions {
   maxOutputBytes?: number;
   /** Called with each complete stdout line as it arrives (lines longer than 64 KiB are cut). */
   onStdoutLine?: (line: string) => void;
+  /** Working directory. Default: the agent's. */
+  cwd?: string;
+  /** The program's whole environment. Default: the agent's, with LC_ALL=C. */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * Run the program as the leader of a session of its own and treat everything it starts as
+   * part of it: a timeout or an abort SIGKILLs the whole tree (see killTree); when the program
+   * exits, what it left in its process group or session is killed too, and output still held
+   * open by a process that left the session is no longer waited for after 2 s.
+   */
+  processTree?: boolean;
 }
 
 export interface RunResult {
@@ -27,6 +39,9 @@ export interface RunResult {
   stderr: string;
   /** True when stdout or stderr was longer than maxOutputBytes. */
   truncated: boolean;
+  /** What the program wrote in total (kept or not). */
+  stdoutBytes?: number;
+  stderrBytes?: number;
 }
 
 export type CommandFailureKind = 'notFound' | 'timeout' | 'aborted' | 'spawn' | 'exit';
@@ -47,37 +62,63 @@ export class CommandError extends Error {
 export const DEFAULT_MAX_OUTPUT = 1024 * 1024;
 const MAX_LINE = 64 * 1024;
 const TERM_GRACE_MS = 2000;
+/** processTree: how long output is still read after the program exited. */
+const DRAIN_MS = 2000;
+
+/** Keeps the first `max` bytes of a stream and counts the rest. */
+class Capture {
+  private readonly chunks: Buffer[] = [];
+  kept = 0;
+  total = 0;
+  constructor(private readonly max: number) {}
+  add(chunk: Buffer): void {
+    this.total += chunk.length;
+    if (this.kept >= this.max) return;
+    const part = chunk.length > this.max - this.kept ? chunk.subarray(0, this.max - this.kept) : chunk;
+    this.chunks.push(part);
+    this.kept += part.length;
+  }
+  get truncated(): boolean {
+    return this.total > this.kept;
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
 
 /** Runs `file` with `args`; resolves with its exit status whatever it is (see runChecked). */
 export function runCommand(file: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
   const max = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
+  const tree = options.processTree === true;
   return new Promise<RunResult>((resolve, reject) => {
     if (options.signal?.aborted) {
       reject(new CommandError('aborted', file, `${file} not started: the action was cancelled`));
       return;
     }
-    let child;
+    let child: ChildProcess;
     try {
       child = spawn(file, [...args], {
         shell: false,
         stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-        env: { ...process.env, LC_ALL: 'C' },
+        env: options.env ?? { ...process.env, LC_ALL: 'C' },
+        ...(options.cwd !== undefined ? { cwd: options.cwd } : {}),
+        // A session of its own (setsid): the tree can be told apart from the agent and killed whole.
+        detached: tree,
       });
     } catch (err) {
       reject(new CommandError('spawn', file, `${file} could not be started: ${(err as Error).message}`));
       return;
     }
 
-    let stdout = '';
-    let stderr = '';
-    let stdoutBytes = 0;
-    let stderrBytes = 0;
-    let truncated = false;
+    const out = new Capture(max);
+    const err = new Capture(max);
     let pendingLine = '';
     const lineDecoder = new StringDecoder('utf8'); // a character split across chunks stays whole
     let failure: CommandError | null = null;
     let settled = false;
     let termTimer: NodeJS.Timeout | undefined;
+    let drainTimer: NodeJS.Timeout | undefined;
+    let reaping: Promise<unknown> = Promise.resolve();
 
     const kill = (sig: NodeJS.Signals) => {
       try {
@@ -86,12 +127,22 @@ export function runCommand(file: string, args: readonly string[], options: RunOp
         /* already gone */
       }
     };
+    const killAll = (descendants: boolean) => {
+      const pid = child.pid;
+      if (pid === undefined) return;
+      reaping = Promise.all([reaping, killTree(pid, descendants).catch(() => kill('SIGKILL'))]);
+    };
     const timer = setTimeout(() => {
       failure ??= new CommandError('timeout', file, `${file} timed out after ${options.timeoutMs} ms`);
-      kill('SIGKILL');
+      if (tree) killAll(true);
+      else kill('SIGKILL');
     }, options.timeoutMs);
     const onAbort = () => {
       failure ??= new CommandError('aborted', file, `${file} stopped: the action was cancelled`);
+      if (tree) {
+        killAll(true);
+        return;
+      }
       kill('SIGTERM');
       termTimer = setTimeout(() => kill('SIGKILL'), TERM_GRACE_MS);
     };
@@ -100,14 +151,12 @@ export function runCommand(file: string, args: readonly string[], options: RunOp
     const cleanup = () => {
       clearTimeout(timer);
       if (termTimer) clearTimeout(termTimer);
+      if (drainTimer) clearTimeout(drainTimer);
       options.signal?.removeEventListener('abort', onAbort);
     };
 
     child.stdout!.on('data', (chunk: Buffer) => {
-      if (stdoutBytes < max) stdout += chunk.subarray(0, max - stdoutBytes).toString('utf8');
-      else truncated = true;
-      if (stdoutBytes + chunk.length > max) truncated = true;
-      stdoutBytes += chunk.length;
+      out.add(chunk);
       if (options.onStdoutLine) {
         pendingLine += lineDecoder.write(chunk);
         let nl: number;
@@ -118,26 +167,32 @@ export function runCommand(file: string, args: readonly string[], options: RunOp
         if (pendingLine.length > MAX_LINE) pendingLine = pendingLine.slice(0, MAX_LINE);
       }
     });
-    child.stderr!.on('data', (chunk: Buffer) => {
-      if (stderrBytes < max) stderr += chunk.subarray(0, max - stderrBytes).toString('utf8');
-      else truncated = true;
-      if (stderrBytes + chunk.length > max) truncated = true;
-      stderrBytes += chunk.length;
-    });
+    child.stderr!.on('data', (chunk: Buffer) => err.add(chunk));
     if (options.input !== undefined) {
       child.stdin!.on('error', () => {
         /* the program exited without reading everything; its exit status tells the story */
       });
       child.stdin!.end(options.input);
     }
+    if (tree) {
+      child.on('exit', () => {
+        clearTimeout(timer);
+        // What the program left behind in its group or session goes with it.
+        killAll(false);
+        drainTimer = setTimeout(() => {
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+        }, DRAIN_MS);
+      });
+    }
 
-    child.on('error', (err: NodeJS.ErrnoException) => {
+    child.on('error', (e: NodeJS.ErrnoException) => {
       if (settled) return;
       settled = true;
       cleanup();
-      if (err.code === 'ENOENT') reject(new CommandError('notFound', file, `${file} not found (is it installed and on PATH?)`));
-      else if (err.code === 'EACCES') reject(new CommandError('spawn', file, `${file} could not be executed: permission denied`));
-      else reject(new CommandError('spawn', file, `${file} could not be started: ${err.message}`));
+      if (e.code === 'ENOENT') reject(new CommandError('notFound', file, `${file} not found (is it installed and on PATH?)`));
+      else if (e.code === 'EACCES') reject(new CommandError('spawn', file, `${file} could not be executed: permission denied`));
+      else reject(new CommandError('spawn', file, `${file} could not be started: ${e.message}`));
     });
     child.on('close', (code, sig) => {
       if (settled) return;
@@ -147,12 +202,19 @@ export function runCommand(file: string, args: readonly string[], options: RunOp
         pendingLine += lineDecoder.end();
         if (pendingLine) options.onStdoutLine(pendingLine);
       }
-      const result: RunResult = { code, signal: sig, stdout, stderr, truncated };
-      if (failure) {
-        reject(new CommandError(failure.kind, file, failure.message, result));
-        return;
-      }
-      resolve(result);
+      const result: RunResult = {
+        code,
+        signal: sig,
+        stdout: out.text(),
+        stderr: err.text(),
+        truncated: out.truncated || err.truncated,
+        stdoutBytes: out.total,
+        stderrBytes: err.total,
+      };
+      void reaping.then(() => {
+        if (failure) reject(new CommandError(failure.kind, file, failure.message, result));
+        else resolve(result);
+      });
     });
   });
 }

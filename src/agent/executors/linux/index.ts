@@ -5,3 +5,6 @@ export { restoreQuarantined, sha1File, type QuarantineRecord, type RestoreResult
 export { RESTRICTION_STATE, type RestrictionState, type RestrictedPath, type RestrictedMount } from './restrict.js';
 export { buildIsolationRuleset, type IsolationPlan } from './isolation.js';
 export { parseFinding, type Finding } from './antivirus.js';
+export { liveResponse, parseArgs, scriptLaunch, LIVE_RESPONSE_DIR, NO_ARGS, type ScriptResult } from './live-response.js';
+export { collectInvestigationPackage, MANIFEST, PACKAGES_DIR, PACKAGE_FORMAT, type Manifest } from './investigation/index.js';
+export type { ManifestItem, ManifestSection, ItemStatus } from './investigation/collector.js';

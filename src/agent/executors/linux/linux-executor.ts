@@ -1,14 +1,17 @@
-import { basename } from 'node:path';
 import { failed, HRESULT, succeeded, type ExecutionContext, type ExecutionOutcome, type Executor } from '../../executor.js';
 import type { ActionType } from '../../../domain/model.js';
 import { runAntiVirusScan } from './antivirus.js';
-import { CommandError, lastLines } from './command.js';
-import { AbortedError, makeRun, type ActionEnv } from './env.js';
+import { makeRun, type ActionEnv } from './env.js';
 import { buildIsolationRuleset, buildUnisolationScript, hasTable, isolationMode } from './isolation.js';
+import { collectInvestigationPackage } from './investigation/index.js';
 import { appendLog, KeyedMutex, readState, removeState, writeState } from './journal.js';
+import { liveResponse } from './live-response.js';
 import { resolveOptions, type LinuxExecutorOptions, type ResolvedOptions } from './options.js';
 import { HashCache, stopAndQuarantineFile } from './quarantine.js';
+import { outcomeOf } from './outcome.js';
 import { restrictCodeExecution, unrestrictCodeExecution } from './restrict.js';
+
+export { outcomeOf };
 
 export const ISOLATION_STATE = 'isolation';
 
@@ -20,6 +23,8 @@ const NEEDS_ROOT: ReadonlySet<ActionType> = new Set([
   'UnrestrictCodeExecution',
   'RunAntiVirusScan', // as another user clamscan silently skips what it cannot read: a false "clean"
   'StopAndQuarantineFile',
+  'LiveResponse', // scripts run as the agent's user, and the working folder must be root's alone
+  'CollectInvestigationPackage', // as another user most of /proc, the logs and other users' files are unreadable
 ]);
 
 /** Which state a pair of actions share, so e.g. Isolate and Unisolate never interleave. */
@@ -30,6 +35,8 @@ const LOCK: Partial<Record<ActionType, string>> = {
   UnrestrictCodeExecution: 'restriction',
   StopAndQuarantineFile: 'quarantine',
   RunAntiVirusScan: 'scan',
+  LiveResponse: 'live-response', // one command at a time, whichever action it belongs to
+  CollectInvestigationPackage: 'package',
 };
 
 export interface IsolationState {
@@ -46,7 +53,8 @@ export interface IsolationState {
 
 /**
  * Carries out response actions on a Linux machine, as root: nftables for isolation, noexec
- * remounts for restricting code execution, ClamAV for scans, /proc for stop-and-quarantine.
+ * remounts for restricting code execution, ClamAV for scans, /proc for stop-and-quarantine,
+ * live response (PutFile, RunScript, GetFile) and the investigation package.
  * What each action does and how to undo it by hand: docs/linux-executor.md.
  *
  * The constructor throws on invalid options; execute() never throws: every failure is an
@@ -83,7 +91,6 @@ export class LinuxExecutor implements Executor {
         return succeeded({ note: 'the agent stops itself and revokes its credential' });
       case 'LiveResponse':
       case 'CollectInvestigationPackage':
-        return failed(HRESULT.notImplemented, `${action.type} is not available on the Linux executor yet`);
       case 'Isolate':
       case 'Unisolate':
       case 'RestrictCodeExecution':
@@ -102,7 +109,7 @@ export class LinuxExecutor implements Executor {
     return this.locks.run(LOCK[action.type] ?? action.type, async () => {
       const env = this.env(context);
       try {
-        await appendLog(this.options.logFile, this.entry(context, 'start', { scope: action.scope, sha1: action.sha1, comment: action.comment }));
+        await appendLog(this.options.logFile, this.entry(context, 'start', { scope: action.scope, sha1: action.sha1, comment: action.comment, ...(action.commands.length ? { commands: action.commands.map((c) => c.command) } : {}) }));
       } catch (err) {
         return failed(HRESULT.fail, `Cannot write the action log ${this.options.logFile}: ${(err as Error).message}`);
       }
@@ -135,6 +142,10 @@ export class LinuxExecutor implements Executor {
         return runAntiVirusScan(env);
       case 'StopAndQuarantineFile':
         return stopAndQuarantineFile({ env, cache: this.hashes });
+      case 'LiveResponse':
+        return liveResponse(env);
+      case 'CollectInvestigationPackage':
+        return collectInvestigationPackage(env);
       default:
         return Promise.resolve(failed(HRESULT.notImplemented, `${env.context.action.type} is not available on the Linux executor`));
     }
@@ -229,29 +240,4 @@ function safeLog(context: ExecutionContext, message: string, detail?: Record<str
   } catch {
     /* a broken logger must not break the action */
   }
-}
-
-const PACKAGES: Record<string, string> = { nft: 'nftables', clamscan: 'clamav', mount: 'mount (util-linux)', umount: 'mount (util-linux)' };
-
-/** Maps anything thrown during an action to an outcome. */
-export function outcomeOf(err: unknown): ExecutionOutcome {
-  if (err instanceof AbortedError) return failed(HRESULT.aborted, `The action was ${err.message}`);
-  if (err instanceof CommandError) {
-    switch (err.kind) {
-      case 'notFound': {
-        const pkg = PACKAGES[basename(err.command)];
-        return failed(HRESULT.fileNotFound, `${err.command} was not found: install it${pkg ? ` (Debian/Ubuntu package ${pkg})` : ''} or configure its path`);
-      }
-      case 'aborted':
-        return failed(HRESULT.aborted, `The action was cancelled: ${err.message}`);
-      case 'timeout':
-        return failed(HRESULT.timeout, err.message);
-      default:
-        return failed(HRESULT.fail, lastLines(err.message, 1000));
-    }
-  }
-  const e = err as NodeJS.ErrnoException;
-  if (e && typeof e === 'object' && (e.name === 'AbortError' || e.code === 'ABORT_ERR')) return failed(HRESULT.aborted, 'The action was cancelled');
-  if (e && typeof e === 'object' && (e.code === 'EACCES' || e.code === 'EPERM')) return failed(HRESULT.accessDenied, lastLines(String(e.message), 1000));
-  return failed(HRESULT.fail, lastLines(String(e?.message ?? err), 1000));
 }

@@ -51,6 +51,26 @@ export interface LinuxExecutorOptions {
   fullScanTimeoutMs?: number;
   /** At most this many findings are kept in the outcome (the total is always counted). Default: 1000. */
   maxFindings?: number;
+  /** LiveResponse RunScript: the script (with everything it started) is killed after this long. Default: 10 min. */
+  scriptTimeoutMs?: number;
+  /** LiveResponse RunScript: at most this many bytes of stdout and of stderr are kept. Default: 1 MiB each. */
+  scriptOutputMaxBytes?: number;
+  /** LiveResponse RunScript: what runs a script that has no `#!` line. Default: /bin/bash. */
+  scriptInterpreter?: string;
+  /** LiveResponse GetFile: only files under these directories (symlinks resolved) can be fetched. Default: [`/`]. */
+  getFileAllowedRoots?: string[];
+  /** LiveResponse GetFile: never files under these, on top of /proc, /sys and /dev. Default: []. */
+  getFileDeniedPaths?: string[];
+  /** LiveResponse GetFile: larger files are refused. Default: 100 MiB. */
+  getFileMaxBytes?: number;
+  /** CollectInvestigationPackage: time limit of each program it runs (ps, ss, systemctl, ...). Default: 30 s. */
+  packageCommandTimeoutMs?: number;
+  /** CollectInvestigationPackage: at most this many bytes of each item (logs keep their end). Default: 16 MiB. */
+  packageItemMaxBytes?: number;
+  /** CollectInvestigationPackage: at most this many bytes in all (before compression). Default: 256 MiB. */
+  packageMaxBytes?: number;
+  /** CollectInvestigationPackage: items not collected by then are recorded as skipped. Default: 15 min. */
+  packageTimeoutMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -75,6 +95,16 @@ export interface ResolvedOptions {
   quickScanTimeoutMs: number;
   fullScanTimeoutMs: number;
   maxFindings: number;
+  scriptTimeoutMs: number;
+  scriptOutputMaxBytes: number;
+  scriptInterpreter: string;
+  getFileAllowedRoots: string[];
+  getFileDeniedPaths: string[];
+  getFileMaxBytes: number;
+  packageCommandTimeoutMs: number;
+  packageItemMaxBytes: number;
+  packageMaxBytes: number;
+  packageTimeoutMs: number;
 }
 
 export const DEFAULTS = {
@@ -90,6 +120,17 @@ export const DEFAULTS = {
   quickScanTimeoutMs: 60 * 60_000,
   fullScanTimeoutMs: 23 * 60 * 60_000,
   maxFindings: 1000,
+  scriptTimeoutMs: 10 * 60_000,
+  scriptOutputMaxBytes: 1024 * 1024,
+  scriptInterpreter: '/bin/bash',
+  getFileAllowedRoots: ['/'],
+  /** Pseudo-files (sizes that lie, reads with side effects or no end, other processes' memory and environment). */
+  getFileAlwaysDenied: ['/proc', '/sys', '/dev'],
+  getFileMaxBytes: 100 * 1024 * 1024,
+  packageCommandTimeoutMs: 30_000,
+  packageItemMaxBytes: 16 * 1024 * 1024,
+  packageMaxBytes: 256 * 1024 * 1024,
+  packageTimeoutMs: 15 * 60_000,
 } as const;
 
 /** An address or CIDR, checked so it can be written into an nft script as is. */
@@ -148,6 +189,8 @@ export function resolveOptions(options: LinuxExecutorOptions = {}): ResolvedOpti
   if (!/^[A-Za-z][A-Za-z0-9_]{0,31}$/.test(nftTable)) throw new Error('nftTable must be a letter followed by up to 31 letters, digits or underscores');
   const restrictPaths = absolutePaths(options.restrictPaths ?? [...DEFAULTS.restrictPaths], 'restrictPaths');
   if (restrictPaths.includes('/')) throw new Error('restrictPaths: refusing to make / non-executable');
+  const getFileAllowedRoots = absolutePaths(options.getFileAllowedRoots ?? [...DEFAULTS.getFileAllowedRoots], 'getFileAllowedRoots');
+  if (getFileAllowedRoots.length === 0) throw new Error('getFileAllowedRoots: give at least one directory');
   return {
     serverAddresses,
     serverPort: options.serverPort ?? null,
@@ -170,5 +213,15 @@ export function resolveOptions(options: LinuxExecutorOptions = {}): ResolvedOpti
     quickScanTimeoutMs: positive(options.quickScanTimeoutMs, DEFAULTS.quickScanTimeoutMs, 'quickScanTimeoutMs'),
     fullScanTimeoutMs: positive(options.fullScanTimeoutMs, DEFAULTS.fullScanTimeoutMs, 'fullScanTimeoutMs'),
     maxFindings: Math.floor(positive(options.maxFindings, DEFAULTS.maxFindings, 'maxFindings')),
+    scriptTimeoutMs: positive(options.scriptTimeoutMs, DEFAULTS.scriptTimeoutMs, 'scriptTimeoutMs'),
+    scriptOutputMaxBytes: Math.floor(positive(options.scriptOutputMaxBytes, DEFAULTS.scriptOutputMaxBytes, 'scriptOutputMaxBytes')),
+    scriptInterpreter: absolutePath(options.scriptInterpreter ?? DEFAULTS.scriptInterpreter, 'scriptInterpreter'),
+    getFileAllowedRoots,
+    getFileDeniedPaths: absolutePaths([...DEFAULTS.getFileAlwaysDenied, ...(options.getFileDeniedPaths ?? [])], 'getFileDeniedPaths'),
+    getFileMaxBytes: Math.floor(positive(options.getFileMaxBytes, DEFAULTS.getFileMaxBytes, 'getFileMaxBytes')),
+    packageCommandTimeoutMs: positive(options.packageCommandTimeoutMs, DEFAULTS.packageCommandTimeoutMs, 'packageCommandTimeoutMs'),
+    packageItemMaxBytes: Math.floor(positive(options.packageItemMaxBytes, DEFAULTS.packageItemMaxBytes, 'packageItemMaxBytes')),
+    packageMaxBytes: Math.floor(positive(options.packageMaxBytes, DEFAULTS.packageMaxBytes, 'packageMaxBytes')),
+    packageTimeoutMs: positive(options.packageTimeoutMs, DEFAULTS.packageTimeoutMs, 'packageTimeoutMs'),
   };
 }
