@@ -24,9 +24,9 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /**
    * Run the program as the leader of a session of its own and treat everything it starts as
-   * part of it: a timeout or an abort SIGKILLs the whole tree (see killTree); when the program
-   * exits, what it left in its process group or session is killed too, and output still held
-   * open by a process that left the session is no longer waited for after 2 s.
+   * part of it: a timeout or an abort SIGKILLs the whole tree (see killTree). When the program
+   * exits by itself, what it left running is left alone, and output such a process still holds
+   * open is no longer read after 2 s.
    */
   processTree?: boolean;
 }
@@ -177,8 +177,8 @@ export function runCommand(file: string, args: readonly string[], options: RunOp
     if (tree) {
       child.on('exit', () => {
         clearTimeout(timer);
-        // What the program left behind in its group or session goes with it.
-        killAll(false);
+        // It ended: what it left running stays (as when a shell script ends), but output such a
+        // process holds open is not waited for long.
         drainTimer = setTimeout(() => {
           child.stdout?.destroy();
           child.stderr?.destroy();

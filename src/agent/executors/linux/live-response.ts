@@ -350,18 +350,8 @@ async function getFile(env: ActionEnv, folder: Folder, index: number, value: str
   if (value === undefined || value.trim() === '') throw new ActionFailure(HRESULT.fail, 'Path is missing');
   if (value.includes('\0')) throw new ActionFailure(HRESULT.fail, 'Path contains a NUL character');
   // A relative path names a file in the working folder (e.g. one a script of this action wrote).
-  const requested = isAbsolute(value) ? value : resolve(folder.work, value);
+  const requested = resolve(folder.work, value); // normalized: `..` is resolved before any check
   const shown = JSON.stringify(value.slice(0, 300));
-  let real: string;
-  try {
-    real = await realpath(requested);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') throw new ActionFailure(HRESULT.fileNotFound, `${shown} does not exist`);
-    if (code === 'EACCES') throw new ActionFailure(HRESULT.accessDenied, `${shown} cannot be reached: permission denied`);
-    if (code === 'ELOOP') throw new ActionFailure(HRESULT.accessDenied, `${shown} has too many levels of symbolic links`);
-    throw err;
-  }
   const roots = await resolvedDirs([...options.getFileAllowedRoots, folder.work]);
   const denied = [...new Set([...options.getFileDeniedPaths, ...(await resolvedDirs(options.getFileDeniedPaths))])];
   const check = (path: string) => {
@@ -372,6 +362,20 @@ async function getFile(env: ActionEnv, folder: Folder, index: number, value: str
       throw new ActionFailure(HRESULT.accessDenied, `${shown}${via} is outside the directories GetFile may read: ${options.getFileAllowedRoots.join(', ')}`);
     }
   };
+  let real: string;
+  try {
+    real = await realpath(requested);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    // Whether something exists outside the roots is not told: such a path is refused as outside.
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      check(requested);
+      throw new ActionFailure(HRESULT.fileNotFound, `${shown} does not exist`);
+    }
+    if (code === 'EACCES') throw new ActionFailure(HRESULT.accessDenied, `${shown} cannot be reached: permission denied`);
+    if (code === 'ELOOP') throw new ActionFailure(HRESULT.accessDenied, `${shown} has too many levels of symbolic links`);
+    throw err;
+  }
   check(real);
   const s = await stat(real);
   if (!s.isFile()) throw new ActionFailure(HRESULT.accessDenied, `${shown} is ${fileKind(s)}: GetFile only fetches regular files`);
