@@ -33,7 +33,7 @@ function localAddresses(): IpAddress[] {
 /**
  * The linux executor always lets the server through while isolated: its addresses and port.
  * They are remembered in the state dir, so an agent restarted while isolated (its DNS servers
- * unreachable) still knows them.
+ * unreachable) still knows them. GetFile never reads the state dir.
  */
 async function linuxExecutor(serverUrl: string, configured: LinuxExecutorOptions, stateDir: string): Promise<LinuxExecutor> {
   const url = new URL(serverUrl);
@@ -53,6 +53,8 @@ async function linuxExecutor(serverUrl: string, configured: LinuxExecutorOptions
     serverPort: port,
     ...configured,
     serverAddresses: [...new Set([...addresses, ...(configured.serverAddresses ?? [])])],
+    // The agent's credential lives there: a live-response GetFile must never hand it out.
+    getFileDeniedPaths: [...(configured.getFileDeniedPaths ?? []), resolve(stateDir)],
   });
 }
 
