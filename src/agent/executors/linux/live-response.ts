@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { constants, createReadStream, createWriteStream, type Stats } from 'node:fs';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { chmod, mkdir, open, readdir, readlink, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { constants as osConstants, userInfo } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -10,6 +10,7 @@ import type { CommandParam, LiveResponseCommand } from '../../../domain/model.js
 import { failed, HRESULT, succeeded, type ExecutionOutcome } from '../../executor.js';
 import { CommandError, runCommand, type RunResult } from './command.js';
 import { throwIfAborted, type ActionEnv } from './env.js';
+import { describeKind } from './files.js';
 import { ActionFailure, outcomeOf } from './outcome.js';
 
 /**
@@ -106,16 +107,6 @@ async function resolvedDirs(dirs: string[]): Promise<string[]> {
     if (real) out.add(real);
   }
   return [...out];
-}
-
-function fileKind(s: Stats): string {
-  if (s.isDirectory()) return 'a directory';
-  if (s.isFIFO()) return 'a FIFO';
-  if (s.isSocket()) return 'a socket';
-  if (s.isCharacterDevice()) return 'a character device';
-  if (s.isBlockDevice()) return 'a block device';
-  if (s.isSymbolicLink()) return 'a symbolic link';
-  return 'not a regular file';
 }
 
 interface Folder {
@@ -378,7 +369,7 @@ async function getFile(env: ActionEnv, folder: Folder, index: number, value: str
   }
   check(real);
   const s = await stat(real);
-  if (!s.isFile()) throw new ActionFailure(HRESULT.accessDenied, `${shown} is ${fileKind(s)}: GetFile only fetches regular files`);
+  if (!s.isFile()) throw new ActionFailure(HRESULT.accessDenied, `${shown} is ${describeKind(s)}: GetFile only fetches regular files`);
   const max = options.getFileMaxBytes;
   const tooLarge = (size: number) => new ActionFailure(HRESULT.fail, `${shown} is larger than GetFile's limit of ${max} bytes (${size} bytes)`);
   if (s.size > max) throw tooLarge(s.size);

@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { CommandError, lastLines, runCommand } from '../command.js';
 import { AbortedError, throwIfAborted } from '../env.js';
 import { debianPackageOf } from '../outcome.js';
-import { describeKind, readRegular, resolveInHome } from './read.js';
+import { describeKind, readRegular, resolveInHome } from '../files.js';
 
 /**
  * The investigation package's machinery: each item (a program's output, a copied file, a

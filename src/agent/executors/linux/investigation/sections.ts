@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { listPids, readProcStat } from '../processes.js';
 import type { Collector } from './collector.js';
 import { interactiveAccounts, parsePasswd, parseProcNet, parseUtmp, unitSection, UTMP_RECORD_SIZE, type NetSocket, type PasswdEntry } from './parsers.js';
-import { readRegular } from './read.js';
+import { readRegular } from '../files.js';
 
 /**
  * What the investigation package collects, section by section (docs/investigation-package.md

@@ -2,10 +2,11 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, open, realpath, stat } from 'node:fs/promises';
 
 /**
- * Reading files for the investigation package without being led astray: only regular files
- * are opened (never a FIFO that would block, nor a device whose open has side effects), and
- * never more than a bound. Files in users' homes are read without following symlinks out of
- * the home, so a user cannot make the package carry, say, /etc/shadow.
+ * Reading the machine's files without being led astray: only regular files are opened (never a
+ * FIFO that would block, nor a device whose open has side effects), and never more than a
+ * bound. Used by GetFile's checks and by the investigation package, which reads files in
+ * users' homes without following symlinks out of the home (so a user cannot make the package
+ * carry, say, /etc/shadow).
  */
 
 export type ReadResult =
