@@ -15,7 +15,15 @@ export interface AgentAction {
   /** LiveResponse only. */
   commands: LiveResponseCommand[];
   comment: string | null;
+  /**
+   * LiveResponse: seconds a RunScript may run before the executor kills it and fails the
+   * command (server setting liveResponseScriptTimeoutSeconds, default 600). Absent: 600.
+   */
+  scriptTimeoutSeconds?: number;
 }
+
+/** The RunScript timeout when the server did not send one (contract §2: 10 minutes). */
+export const DEFAULT_SCRIPT_TIMEOUT_SECONDS = 600;
 
 export interface ExecutionContext {
   action: AgentAction;

@@ -10,7 +10,7 @@ import { CommandError, runCommand } from '../../../src/agent/executors/linux/com
 import { buildIsolationRuleset, DEFAULTS, LinuxExecutor, resolveOptions } from '../../../src/agent/executors/linux/index.js';
 import { outcomeOf } from '../../../src/agent/executors/linux/linux-executor.js';
 import { parseMountInfo, remountOptions } from '../../../src/agent/executors/linux/mounts.js';
-import { parseArgs, scriptLaunch } from '../../../src/agent/executors/linux/live-response.js';
+import { parseArgs, scriptLaunch, scriptTimeoutOf } from '../../../src/agent/executors/linux/live-response.js';
 import { parseProcStat, treeMembers } from '../../../src/agent/executors/linux/processes.js';
 import { decodeAddress, interactiveAccounts, parsePasswd, parseProcNet, parseUtmp, unitSection, UTMP_RECORD_SIZE } from '../../../src/agent/executors/linux/investigation/parsers.js';
 import { announce, runJob, sh, skipReason } from './support.js';
@@ -63,7 +63,7 @@ describe('LinuxExecutor options', () => {
   it('live response and package limits: documented defaults; /proc, /sys and /dev are always refused to GetFile', () => {
     const o = new LinuxExecutor().options;
     expect(o).toMatchObject({
-      scriptTimeoutMs: 600_000,
+      scriptTimeoutMs: null,
       scriptOutputMaxBytes: 1024 * 1024,
       scriptInterpreter: '/bin/bash',
       getFileAllowedRoots: ['/'],
@@ -78,6 +78,11 @@ describe('LinuxExecutor options', () => {
     expect(() => resolveOptions({ getFileAllowedRoots: [] })).toThrow(/at least one/);
     expect(() => resolveOptions({ getFileAllowedRoots: ['srv'] })).toThrow(/absolute/);
     expect(() => resolveOptions({ scriptTimeoutMs: 0 })).toThrow(/scriptTimeoutMs/);
+    // The RunScript limit: the machine's own setting, else the server's, else 10 minutes.
+    expect(scriptTimeoutOf(null, {})).toBe(600_000);
+    expect(scriptTimeoutOf(null, { scriptTimeoutSeconds: 90 })).toBe(90_000);
+    expect(scriptTimeoutOf(5000, { scriptTimeoutSeconds: 90 })).toBe(5000);
+    expect(scriptTimeoutOf(null, { scriptTimeoutSeconds: 0 })).toBe(600_000);
     expect(() => resolveOptions({ scriptInterpreter: 'bash' })).toThrow(/absolute/);
   });
 

@@ -42,13 +42,13 @@ describe.skipIf(reason !== null)(title, () => {
 
   const script = (name: string, body: string) => writeFileSync(join(LIB, name), body);
 
-  async function live(commands: Command[], extra: { options?: LinuxExecutorOptions; abortWhenExists?: string; uploadLimitBytes?: number } = {}) {
+  async function live(commands: Command[], extra: { options?: LinuxExecutorOptions; abortWhenExists?: string; uploadLimitBytes?: number; scriptTimeoutSeconds?: number } = {}) {
     const uploads = join(T, `uploads-${++n}`);
     mkdirSync(uploads);
     const r = await runJob(['nsenter', '-t', String(inner), '-p', '-m', `--wd=${ROOT}`, '--'], {
       kind: 'execute',
       options: { ...base, ...extra.options },
-      action: { type: 'LiveResponse', commands },
+      action: { type: 'LiveResponse', commands, ...(extra.scriptTimeoutSeconds !== undefined ? { scriptTimeoutSeconds: extra.scriptTimeoutSeconds } : {}) },
       library: LIB,
       uploads,
       ...(extra.abortWhenExists ? { abortWhenExists: extra.abortWhenExists } : {}),
@@ -226,6 +226,10 @@ describe.skipIf(reason !== null)(title, () => {
     // What it printed until then is uploaded.
     expect(r.result(0)).toMatchObject({ script_name: 'hang.sh', exit_code: 137, script_output: 'started\n' });
     expect(r.result(0).script_errors).toMatch(/\[killed after 1500 ms/);
+    expect(survivors()).toEqual([]);
+    // Without a setting of its own, the machine uses the limit the server sends with the action.
+    const sent = await live([run('hang.sh')], { scriptTimeoutSeconds: 1 });
+    expect(sent.outcome.troubleshootInfo).toBe("Command 0 (RunScript) failed: hang.sh killed after 1000 ms (the script's time limit), with every process it started");
     expect(survivors()).toEqual([]);
   }, 30_000);
 

@@ -33,6 +33,8 @@ export type Job =
         id?: string;
         /** LiveResponse: the commands as a client sends them. */
         commands?: { type: CommandType; params: CommandParam[] }[];
+        /** LiveResponse: the RunScript timeout as the server sends it. */
+        scriptTimeoutSeconds?: number;
       };
       /** Abort the action's signal this many ms after it starts (0: before it starts). */
       abortAfterMs?: number;
@@ -102,6 +104,7 @@ async function main(): Promise<void> {
         command,
       })),
       comment: 'e2e',
+      ...(job.action.scriptTimeoutSeconds !== undefined ? { scriptTimeoutSeconds: job.action.scriptTimeoutSeconds } : {}),
     },
     signal: controller.signal,
     log: (message, detail) => process.stderr.write(`${message} ${detail ? JSON.stringify(detail) : ''}\n`),

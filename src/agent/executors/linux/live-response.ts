@@ -7,7 +7,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { split as shellSplit } from 'shlex';
 import type { CommandParam, LiveResponseCommand } from '../../../domain/model.js';
-import { failed, HRESULT, succeeded, type ExecutionOutcome } from '../../executor.js';
+import { DEFAULT_SCRIPT_TIMEOUT_SECONDS, failed, HRESULT, succeeded, type AgentAction, type ExecutionOutcome } from '../../executor.js';
 import { CommandError, runCommand, type RunResult } from './command.js';
 import { throwIfAborted, type ActionEnv } from './env.js';
 import { describeKind } from './files.js';
@@ -266,8 +266,19 @@ function exitCodeOf(result: RunResult): number {
   return 128 + (signo ?? 0);
 }
 
+/**
+ * How long a script may run: the machine's own setting if it has one, else what the server
+ * sent with the action, else the contract's 10 minutes.
+ */
+export function scriptTimeoutOf(configuredMs: number | null, action: Pick<AgentAction, 'scriptTimeoutSeconds'>): number {
+  if (configuredMs !== null) return configuredMs;
+  const seconds = action.scriptTimeoutSeconds;
+  return (seconds !== undefined && Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_SCRIPT_TIMEOUT_SECONDS) * 1000;
+}
+
 async function runScript(env: ActionEnv, folder: Folder, index: number, params: CommandParam[]): Promise<Record<string, unknown>> {
   const { options, context } = env;
+  const timeoutMs = scriptTimeoutOf(options.scriptTimeoutMs, context.action);
   const name = libraryFileName(param(params, 'ScriptName'), 'ScriptName');
   const args = parseArgs(param(params, 'Args'));
   await fetchInto(env, folder, index, name);
@@ -289,7 +300,7 @@ async function runScript(env: ActionEnv, folder: Folder, index: number, params: 
   let failure: ActionFailure | null = null;
   try {
     result = await runCommand(launch.file, launch.args, {
-      timeoutMs: options.scriptTimeoutMs,
+      timeoutMs,
       signal: context.signal,
       maxOutputBytes: options.scriptOutputMaxBytes,
       cwd: folder.work,
@@ -304,7 +315,7 @@ async function runScript(env: ActionEnv, folder: Folder, index: number, params: 
     // Timed out: the script and everything it started were killed. What it printed until then
     // is still uploaded, to show where it stopped; the command fails.
     result = err.result;
-    killed = `killed after ${options.scriptTimeoutMs} ms (the script's time limit), with every process it started`;
+    killed = `killed after ${timeoutMs} ms (the script's time limit), with every process it started`;
     failure = new ActionFailure(HRESULT.timeout, `${name} ${killed}`);
   }
 

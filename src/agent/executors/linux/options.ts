@@ -51,7 +51,10 @@ export interface LinuxExecutorOptions {
   fullScanTimeoutMs?: number;
   /** At most this many findings are kept in the outcome (the total is always counted). Default: 1000. */
   maxFindings?: number;
-  /** LiveResponse RunScript: the script (with everything it started) is killed after this long. Default: 10 min. */
+  /**
+   * LiveResponse RunScript: the script (with everything it started) is killed after this long.
+   * Default: what the server sends with the action (its liveResponseScriptTimeoutSeconds), else 10 min.
+   */
   scriptTimeoutMs?: number;
   /** LiveResponse RunScript: at most this many bytes of stdout and of stderr are kept. Default: 1 MiB each. */
   scriptOutputMaxBytes?: number;
@@ -95,7 +98,8 @@ export interface ResolvedOptions {
   quickScanTimeoutMs: number;
   fullScanTimeoutMs: number;
   maxFindings: number;
-  scriptTimeoutMs: number;
+  /** null: the server's value (or 10 minutes), see scriptTimeoutOf. */
+  scriptTimeoutMs: number | null;
   scriptOutputMaxBytes: number;
   scriptInterpreter: string;
   getFileAllowedRoots: string[];
@@ -120,7 +124,6 @@ export const DEFAULTS = {
   quickScanTimeoutMs: 60 * 60_000,
   fullScanTimeoutMs: 23 * 60 * 60_000,
   maxFindings: 1000,
-  scriptTimeoutMs: 10 * 60_000,
   scriptOutputMaxBytes: 1024 * 1024,
   scriptInterpreter: '/bin/bash',
   getFileAllowedRoots: ['/'],
@@ -213,7 +216,7 @@ export function resolveOptions(options: LinuxExecutorOptions = {}): ResolvedOpti
     quickScanTimeoutMs: positive(options.quickScanTimeoutMs, DEFAULTS.quickScanTimeoutMs, 'quickScanTimeoutMs'),
     fullScanTimeoutMs: positive(options.fullScanTimeoutMs, DEFAULTS.fullScanTimeoutMs, 'fullScanTimeoutMs'),
     maxFindings: Math.floor(positive(options.maxFindings, DEFAULTS.maxFindings, 'maxFindings')),
-    scriptTimeoutMs: positive(options.scriptTimeoutMs, DEFAULTS.scriptTimeoutMs, 'scriptTimeoutMs'),
+    scriptTimeoutMs: options.scriptTimeoutMs === undefined ? null : positive(options.scriptTimeoutMs, 0, 'scriptTimeoutMs'),
     scriptOutputMaxBytes: Math.floor(positive(options.scriptOutputMaxBytes, DEFAULTS.scriptOutputMaxBytes, 'scriptOutputMaxBytes')),
     scriptInterpreter: absolutePath(options.scriptInterpreter ?? DEFAULTS.scriptInterpreter, 'scriptInterpreter'),
     getFileAllowedRoots,
