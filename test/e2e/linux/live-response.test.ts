@@ -220,16 +220,16 @@ describe.skipIf(reason !== null)(title, () => {
     const r = await live([run('hang.sh'), run('hang.sh')], { options: { scriptTimeoutMs: 1500 } });
     expect(r.outcome, JSON.stringify(r.outcome)).toMatchObject({ status: 'Failed', errorHResult: HRESULT.timeout });
     expect(r.outcome.troubleshootInfo).toBe(
-      'Command 0 (RunScript) failed: hang.sh killed after 1500 ms (the script\'s time limit), with every process it started (1 later command not run)',
+      "Command 0 (RunScript) failed: hang.sh was killed after 1500 ms (the script's time limit), with every process it started; its last output: started (1 later command not run)",
     );
     expect(r.final.map((c) => c.commandStatus)).toEqual(['Failed', 'Created']);
-    // What it printed until then is uploaded.
-    expect(r.result(0)).toMatchObject({ script_name: 'hang.sh', exit_code: 137, script_output: 'started\n' });
-    expect(r.result(0).script_errors).toMatch(/\[killed after 1500 ms/);
+    expect(r.final[0]!.errors).toEqual(["hang.sh was killed after 1500 ms (the script's time limit), with every process it started; its last output: started"]);
+    // A failed command has no result.
+    expect(r.uploaded).toEqual([]);
     expect(survivors()).toEqual([]);
     // Without a setting of its own, the machine uses the limit the server sends with the action.
     const sent = await live([run('hang.sh')], { scriptTimeoutSeconds: 1 });
-    expect(sent.outcome.troubleshootInfo).toBe("Command 0 (RunScript) failed: hang.sh killed after 1000 ms (the script's time limit), with every process it started");
+    expect(sent.outcome.troubleshootInfo).toMatch(/^Command 0 \(RunScript\) failed: hang\.sh was killed after 1000 ms /);
     expect(survivors()).toEqual([]);
   }, 30_000);
 

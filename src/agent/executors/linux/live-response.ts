@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { split as shellSplit } from 'shlex';
 import type { CommandParam, LiveResponseCommand } from '../../../domain/model.js';
 import { DEFAULT_SCRIPT_TIMEOUT_SECONDS, failed, HRESULT, succeeded, type AgentAction, type ExecutionOutcome } from '../../executor.js';
-import { CommandError, runCommand, type RunResult } from './command.js';
+import { CommandError, lastLines, runCommand, type RunResult } from './command.js';
 import { throwIfAborted, type ActionEnv } from './env.js';
 import { describeKind } from './files.js';
 import { ActionFailure, outcomeOf } from './outcome.js';
@@ -296,8 +296,6 @@ async function runScript(env: ActionEnv, folder: Folder, index: number, params: 
 
   const started = Date.now();
   let result: RunResult;
-  let killed: string | null = null;
-  let failure: ActionFailure | null = null;
   try {
     result = await runCommand(launch.file, launch.args, {
       timeoutMs,
@@ -310,13 +308,15 @@ async function runScript(env: ActionEnv, folder: Folder, index: number, params: 
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
     if (err.kind === 'notFound') throw new ActionFailure(HRESULT.fileNotFound, `${launch.file}, which runs ${name}, was not found`);
-    if (err.kind === 'aborted' || !err.result) throw err;
     if (err.kind !== 'timeout') throw err;
-    // Timed out: the script and everything it started were killed. What it printed until then
-    // is still uploaded, to show where it stopped; the command fails.
-    result = err.result;
-    killed = `killed after ${timeoutMs} ms (the script's time limit), with every process it started`;
-    failure = new ActionFailure(HRESULT.timeout, `${name} ${killed}`);
+    // Timed out: the script and everything it started were killed. A failed command has no
+    // result, so the end of what it printed goes into the error, to show where it stopped.
+    const printed = lastLines(`${err.result?.stdout ?? ''}${err.result?.stderr ? `\n${err.result.stderr}` : ''}`, 300);
+    await env.note('live.runscript.end', { index, script: name, killed: 'timeout', timeoutMs, durationMs: Date.now() - started });
+    throw new ActionFailure(
+      HRESULT.timeout,
+      `${name} was killed after ${timeoutMs} ms (the script's time limit), with every process it started${printed ? `; its last output: ${printed}` : ''}`,
+    );
   }
 
   const max = options.scriptOutputMaxBytes;
@@ -325,7 +325,7 @@ async function runScript(env: ActionEnv, folder: Folder, index: number, params: 
     script_name: name,
     exit_code: exitCodeOf(result),
     script_output: output(result.stdout, result.stdoutBytes),
-    script_errors: output(result.stderr, result.stderrBytes) + (killed ? `${result.stderr ? '\n' : ''}[${killed}]` : ''),
+    script_errors: output(result.stderr, result.stderrBytes),
   };
   const file = join(folder.out, `${index}.json`);
   await writeFile(file, JSON.stringify(scriptResult), { mode: 0o600 });
@@ -338,11 +338,7 @@ async function runScript(env: ActionEnv, folder: Folder, index: number, params: 
     truncated: result.truncated,
     durationMs: Date.now() - started,
   };
-  await env.note('live.runscript.end', { index, ...detail, ...(killed ? { killed } : {}) });
-  if (failure) {
-    await upload(env, index, file).catch(() => undefined);
-    throw failure;
-  }
+  await env.note('live.runscript.end', { index, ...detail });
   await upload(env, index, file);
   return detail;
 }
