@@ -1,12 +1,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollmentToken } from '../../support/agents.js';
-import { appClient, makeFixtures, startTestServer, type Client, type TestServer } from '../../support/harness.js';
+import { appClient, appToken, makeFixtures, startTestServer, type Client, type TestServer } from '../../support/harness.js';
+import { HRESULT } from '../../../src/agent/executor.js';
 import { announce, isDead, must, namespaceOf, ROOT, sh, skipReason, start, waitUntil, which, type Owned } from './support.js';
 
 /**
@@ -23,6 +24,11 @@ import { announce, isDead, must, namespaceOf, ROOT, sh, skipReason, start, waitU
  * tmpfs (the restrict path) exists only there and vanishes with the process; nft tables exist
  * only in the agent netns and vanish with it. The only change to the root namespace is the
  * root end of one veth pair (removed with the agent netns) and the test's listeners.
+ *
+ * Live response and the investigation package go the whole way too: library files uploaded
+ * over multipart, commands run on the machine, results and the package downloaded through
+ * their links without an Authorization header, a cancel and the server's script limit killing
+ * a script (and its children) on the machine.
  */
 
 const reason = skipReason(['ip', 'nft', 'unshare', 'nsenter', 'mount', 'umount'], ['--net', '--mount']);
@@ -34,6 +40,17 @@ const LINK = { root: `cm${id}r`, agentUp: `cm${id}u`, agentOther: `cm${id}x`, ot
 const TABLE = 'countermand';
 const OTHER = { ip: '10.231.77.2', port: 8080 };
 const MACHINE_LINE = /Countermand agent for machine ([0-9a-f]{40}) is running/;
+/** The server's RunScript limit, sent with each live-response action to the agent. */
+const SCRIPT_TIMEOUT_SECONDS = 4;
+/**
+ * Live response and packages through the API need the server side of artifacts (the library,
+ * result and package links, the agent's file transfer); until this tree has it, those tests
+ * are skipped with this reason.
+ */
+const artifactsMissing = existsSync(join(ROOT, 'src/artifacts')) ? null : 'the server side of live response (src/artifacts) is not in this tree yet';
+if (artifactsMissing) console.warn(`[linux e2e] skipping live response and the package through the API: ${artifactsMissing}`);
+const liveTitle = (title: string) => (artifactsMissing ? `${title} (skipped: ${artifactsMissing})` : title);
+const FINAL = ['Succeeded', 'Failed', 'Cancelled', 'TimeOut'];
 
 /** A /24 in 10.233.0.0/16 that no host address or route mentions. */
 function freeSubnet(): string {
@@ -211,7 +228,9 @@ describe.skipIf(reason !== null)(title, () => {
     if (!l.output().includes('listening')) throw new Error(`listener in other failed: ${l.output()}`);
 
     // The server, on the root end of the veth pair, and a side port on the same address.
-    server = await startTestServer({ fixtures: setup.fixtures, config: { host: SERVER_IP, agentPollSeconds: 2, rateLimitScale: 100 } });
+    // The server's RunScript limit (a setting of the artifacts work; spread so this compiles without it).
+    const scriptLimit: Record<string, number> = artifactsMissing ? {} : { liveResponseScriptTimeoutSeconds: SCRIPT_TIMEOUT_SECONDS };
+    server = await startTestServer({ fixtures: setup.fixtures, config: { host: SERVER_IP, agentPollSeconds: 2, rateLimitScale: 100, ...scriptLimit } });
     serverPort = Number(new URL(server.url).port);
     expect(new URL(server.url).hostname).toBe(SERVER_IP);
     sideServer = createServer((s) => {
@@ -361,4 +380,155 @@ describe.skipIf(reason !== null)(title, () => {
     expect(agentAlive()).toBe(true);
     expect(isDead(pid)).toBe(false);
   }, 20_000);
+
+  // ---- Live response and the investigation package, through the API -------------------------
+
+  /** Uploads a library file the way MDE clients do (multipart/form-data). */
+  async function library(name: string, content: string | Buffer): Promise<void> {
+    const form = new FormData();
+    form.append('File', new Blob([content]), name);
+    form.append('OverrideIfExists', 'true');
+    const token = await appToken(server!, setup.tenantId, setup.clientId);
+    const res = await fetch(`${server!.url}/api/libraryfiles`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, body: form });
+    expect(res.status, await res.text()).toBe(200);
+  }
+  const command = (type: string, params: Record<string, string>) => ({ type, params: Object.entries(params).map(([key, value]) => ({ key, value })) });
+  /** A download as clients do it: the URL alone, without an Authorization header. */
+  async function download(url: string): Promise<{ status: number; bytes: Buffer; type: string | null }> {
+    const res = await fetch(url);
+    return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), type: res.headers.get('content-type') };
+  }
+  async function resultLink(actionId: string, index: number): Promise<string> {
+    const r = await api.get(`/api/machineactions/${actionId}/GetLiveResponseResultDownloadLink(index=${index})`);
+    expect(r.status, r.text).toBe(200);
+    return r.body.value as string;
+  }
+  async function finalOf(actionId: string, timeoutMs = 30_000) {
+    return poll(
+      `action ${actionId} to end`,
+      async () => {
+        const r = await api.get(`/api/machineactions/${actionId}`);
+        return FINAL.includes(r.body.status) ? r.body : null;
+      },
+      timeoutMs,
+    );
+  }
+  const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+  it.skipIf(artifactsMissing !== null)(liveTitle('LiveResponse through the API runs on the machine: PutFile, RunScript with Args, GetFile; results downloaded by link without Authorization'), async () => {
+    await library('helper.txt', 'put by PutFile\n');
+    await library('collect.sh', '#!/bin/bash\nprintf "[%s]\\n" "$@"\ncat helper.txt\nid -u\nip -4 -o addr show\n');
+    const evidence = randomBytes(2 * 1024 * 1024 + 3);
+    writeFileSync(join(T, 'evidence.bin'), evidence);
+    const created = await api.post(`/api/machines/${machineId}/runliveresponse`, {
+      Comment: 'e2e live response',
+      Commands: [
+        command('PutFile', { FileName: 'helper.txt' }),
+        command('RunScript', { ScriptName: 'collect.sh', Args: `one 'two words' $HOME ; \`id\`` }),
+        command('GetFile', { Path: join(T, 'evidence.bin') }),
+      ],
+    });
+    expect(created.status, created.text).toBe(201);
+    const final = await finalOf(created.body.id);
+    expect(final, JSON.stringify(final)).toMatchObject({ status: 'Succeeded', type: 'LiveResponse', errorHResult: 0 });
+    expect(final.commands.map((c: { commandStatus: string }) => c.commandStatus)).toEqual(['Completed', 'Completed', 'Completed']);
+    for (const c of final.commands) expect(Date.parse(c.endTime)).toBeGreaterThanOrEqual(Date.parse(c.startTime));
+
+    const result = await download(await resultLink(created.body.id, 1));
+    expect(result.status).toBe(200);
+    const json = JSON.parse(result.bytes.toString('utf8'));
+    expect(Object.keys(json)).toEqual(['script_name', 'exit_code', 'script_output', 'script_errors']);
+    expect(json).toMatchObject({ script_name: 'collect.sh', exit_code: 0, script_errors: '' });
+    const out = json.script_output as string;
+    expect(out.startsWith('[one]\n[two words]\n[$HOME]\n[;]\n[`id`]\nput by PutFile\n0\n')).toBe(true);
+    // It ran in the agent's network namespace: the machine's address, not the server's side.
+    expect(out).toContain(AGENT_IP);
+    expect(out).not.toContain(`${SERVER_IP}/24`);
+
+    const file = await download(await resultLink(created.body.id, 2));
+    expect(file.status).toBe(200);
+    expect(file.bytes.length).toBe(evidence.length);
+    expect(sha256(file.bytes)).toBe(sha256(evidence));
+  }, 60_000);
+
+  it.skipIf(artifactsMissing !== null)(liveTitle("GetFile through the API never hands out the agent's own state (its credential)"), async () => {
+    const name = readdirSync(paths().agentState).find((f) => statSync(join(paths().agentState, f)).isFile());
+    expect(name).toBeDefined();
+    const created = await api.post(`/api/machines/${machineId}/runliveresponse`, {
+      Comment: 'e2e credential',
+      Commands: [command('GetFile', { Path: join(paths().agentState, name!) })],
+    });
+    expect(created.status, created.text).toBe(201);
+    const final = await finalOf(created.body.id);
+    expect(final).toMatchObject({ status: 'Failed', errorHResult: HRESULT.accessDenied });
+    expect(final.troubleshootInfo).toMatch(/which GetFile never reads/);
+    expect(final.commands[0]).toMatchObject({ commandStatus: 'Failed' });
+  }, 60_000);
+
+  it.skipIf(artifactsMissing !== null)(liveTitle('cancel of a running RunScript through the API kills it on the machine, with its children'), async () => {
+    await library('hang.sh', '#!/bin/bash\nsleep 3001 &\nsetsid sleep 3002 &\necho "$$ $(jobs -p | tr "\\n" " ")" > "$1"\necho started\nwait\n');
+    const pidFile = join(T, 'hang.pids');
+    const created = await api.post(`/api/machines/${machineId}/runliveresponse`, {
+      Comment: 'e2e cancel',
+      Commands: [command('RunScript', { ScriptName: 'hang.sh', Args: pidFile })],
+    });
+    expect(created.status, created.text).toBe(201);
+    const pids = await poll('the script to run', async () => (existsSync(pidFile) ? readFileSync(pidFile, 'utf8').trim().split(/\s+/).map(Number) : null), 20_000);
+    expect(pids).toHaveLength(3);
+    expect(pids.every((p) => !isDead(p))).toBe(true);
+    const cancelled = await api.post(`/api/machineactions/${created.body.id}/cancel`, { Comment: 'stop it' });
+    expect(cancelled.status, cancelled.text).toBe(200);
+    expect(cancelled.body.status).toBe('Cancelled');
+    await poll('the script and its children to die', async () => pids.every((p) => isDead(p)), 15_000);
+    await poll('the agent to log the abort', async () => logLines().some((l) => l.action === created.body.id && l.event === 'end' && l.errorHResult === HRESULT.aborted), 15_000);
+    expect((await api.get(`/api/machineactions/${created.body.id}`)).body.status).toBe('Cancelled');
+  }, 60_000);
+
+  it.skipIf(artifactsMissing !== null)(liveTitle("the server's RunScript limit reaches the machine: the script is killed there and the command fails"), async () => {
+    const pidFile = join(T, 'hang-timeout.pids');
+    const created = await api.post(`/api/machines/${machineId}/runliveresponse`, {
+      Comment: 'e2e timeout',
+      Commands: [command('RunScript', { ScriptName: 'hang.sh', Args: pidFile }), command('GetFile', { Path: join(T, 'evidence.bin') })],
+    });
+    expect(created.status, created.text).toBe(201);
+    const final = await finalOf(created.body.id);
+    expect(final, JSON.stringify(final)).toMatchObject({ status: 'Failed', errorHResult: HRESULT.timeout });
+    expect(final.troubleshootInfo).toMatch(new RegExp(`hang\\.sh was killed after ${SCRIPT_TIMEOUT_SECONDS * 1000} ms .*; its last output: started`));
+    expect(final.commands.map((c: { commandStatus: string }) => c.commandStatus)).toEqual(['Failed', 'Created']);
+    expect(final.commands[0].errors[0]).toMatch(/^hang\.sh was killed after/);
+    const pids = readFileSync(pidFile, 'utf8').trim().split(/\s+/).map(Number);
+    await poll('the killed processes to be gone', async () => pids.every((p) => isDead(p)), 10_000);
+  }, 60_000);
+
+  it.skipIf(artifactsMissing !== null)(liveTitle('CollectInvestigationPackage through the API: the package is downloaded through getPackageUri and holds the machine'), async () => {
+    const pkg = await act('collectInvestigationPackage', { Comment: 'e2e package' });
+    expect(pkg.final, JSON.stringify(pkg.final)).toMatchObject({ status: 'Succeeded', type: 'CollectInvestigationPackage' });
+    expect(pkg.history).toEqual(NORMAL_HISTORY);
+    const uri = await api.get(`/api/machineactions/${pkg.id}/getPackageUri`);
+    expect(uri.status, uri.text).toBe(200);
+    const file = await download(uri.body.value);
+    expect(file.status).toBe(200);
+    expect(file.bytes.subarray(0, 2).equals(Buffer.from([0x1f, 0x8b]))).toBe(true);
+    const archive = join(T, 'package.tar.gz');
+    writeFileSync(archive, file.bytes);
+    const dir = join(T, 'package');
+    mkdirSync(dir);
+    await must('tar', ['-xzf', archive, '-C', dir]);
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({ format: 'countermand-investigation-package', actionId: pkg.id });
+    expect(manifest.sections.map((s: { name: string }) => s.name)).toEqual(['system', 'processes', 'network', 'users', 'services', 'scheduled-tasks', 'installed-packages', 'logs', 'autoruns']);
+    // The machine's own state: its address, its connection to the server held by the agent, the agent itself.
+    expect(readFileSync(join(dir, 'network/addresses.txt'), 'utf8')).toContain(AGENT_IP);
+    const sockets = JSON.parse(readFileSync(join(dir, 'network/sockets.json'), 'utf8'));
+    expect(
+      sockets.connections.some(
+        (c: { remoteAddress: string; remotePort: number; processes: { pid: number }[] }) =>
+          c.remoteAddress === SERVER_IP && c.remotePort === serverPort && c.processes.some((p) => p.pid === pid),
+      ),
+    ).toBe(true);
+    const processes = JSON.parse(readFileSync(join(dir, 'processes/processes.json'), 'utf8')).processes as { pid: number; cmdline: string[] }[];
+    expect(processes.find((p) => p.pid === pid)?.cmdline).toEqual(expect.arrayContaining(['agent', '--executor', 'linux']));
+    // Nothing stays on the machine.
+    expect(readdirSync(join(paths().execState, 'packages'))).toEqual([]);
+  }, 60_000);
 });
