@@ -3,11 +3,16 @@ import { SignJWT } from 'jose';
 import type { Application, User } from '../domain/model.js';
 import { TOKEN_LIFETIME_SECONDS, type KeyRing } from './keys.js';
 
-/** The resources (audiences) MDE clients ask tokens for (contract §7); the server's own URL too. */
+/**
+ * The resources (audiences) MDE clients ask tokens for (contract §7); the server's own URL too.
+ * `api.securitycenter.windows.com` is the legacy one: older installs keep it, and the Logic
+ * Apps connector's description names that host.
+ */
 export const MDE_AUDIENCES = [
   'https://api.securitycenter.microsoft.com',
   'https://api.security.microsoft.com',
   'https://securitycenter.onmicrosoft.com/windowsatpservice',
+  'https://api.securitycenter.windows.com',
   'fc780465-2017-40d4-a0c5-307022471b92',
 ] as const;
 

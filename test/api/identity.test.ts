@@ -207,6 +207,21 @@ describe('token service', () => {
     expect(got.json.access_token).toEqual(expect.any(String));
   });
 
+  it('the legacy resource https://api.securitycenter.windows.com (v1 and v2): its tokens work on /api', async () => {
+    const legacy = 'https://api.securitycenter.windows.com';
+    const v1 = await post(`/${tenantA}/oauth2/token`, { grant_type: 'client_credentials', client_id: ALL_APP, client_secret: TEST_SECRET, resource: legacy });
+    expect(v1.status, JSON.stringify(v1.body)).toBe(200);
+    expect(decodeJwt(v1.body.access_token).aud).toBe(legacy);
+    const v2 = await post(`/${tenantA}/oauth2/v2.0/token`, { grant_type: 'client_credentials', client_id: ALL_APP, client_secret: TEST_SECRET, scope: `${legacy}/.default` });
+    expect(v2.status, JSON.stringify(v2.body)).toBe(200);
+    const user = await post(`/${tenantA}/oauth2/token`, { grant_type: 'password', username: 'full@a.test', password: PASSWORD, resource: `${legacy}/` });
+    expect(user.status, JSON.stringify(user.body)).toBe(200);
+    for (const token of [v1.body.access_token, v2.body.access_token, user.body.access_token]) {
+      const res = await new Client(server.url, { authorization: `Bearer ${token}` }).get('/api/machines?$top=1');
+      expect(res.status, res.text).toBe(200);
+    }
+  });
+
   it('password grant gives a delegated token with scp and upn', async () => {
     const res = await post(`/${tenantA}/oauth2/token`, {
       grant_type: 'password',
