@@ -229,3 +229,129 @@ export interface ReenrollGrant {
   expiresAt: number;
   usedAt: number | null;
 }
+
+/** Contract §10: the states of an automated investigation, as MDE names them. */
+export const INVESTIGATION_STATES = [
+  'Unknown',
+  'Terminated',
+  'SuccessfullyRemediated',
+  'Benign',
+  'Failed',
+  'PartiallyRemediated',
+  'Running',
+  'PendingApproval',
+  'PendingResource',
+  'PartiallyInvestigated',
+  'TerminatedByUser',
+  'TerminatedBySystem',
+  'Queued',
+  'InnerFailure',
+  'PreexistingAlert',
+  'UnsupportedOs',
+  'UnsupportedAlertType',
+  'SuppressedAlert',
+] as const;
+export type InvestigationState = (typeof INVESTIGATION_STATES)[number];
+
+/**
+ * An automated investigation (contract §10). Countermand's investigation collects an
+ * investigation package on the machine: it owns that CollectInvestigationPackage action and
+ * its state follows the action's (docs/api-decisions.md).
+ */
+export interface Investigation {
+  /** A number, shown as a string (`"63017"`), as MDE's are. */
+  id: string;
+  tenantId: string;
+  /** When it was started (created). */
+  startTime: number;
+  endTime: number | null;
+  state: InvestigationState;
+  cancelledBy: string | null;
+  statusDetails: string | null;
+  machineId: string;
+  computerDnsName: string | null;
+  triggeringAlertId: string | null;
+  /** The CollectInvestigationPackage action it runs; not on the wire. */
+  actionId: string;
+}
+
+export const ALERT_SEVERITIES = ['UnSpecified', 'Informational', 'Low', 'Medium', 'High'] as const;
+export type AlertSeverity = (typeof ALERT_SEVERITIES)[number];
+export const ALERT_STATUSES = ['Unknown', 'New', 'InProgress', 'Resolved'] as const;
+export type AlertStatus = (typeof ALERT_STATUSES)[number];
+
+/** One piece of an alert's evidence, with MDE's fields (unset ones null). */
+export interface AlertEvidence {
+  entityType: 'File' | 'Process';
+  evidenceCreationTime: number;
+  sha1: string | null;
+  sha256: string | null;
+  fileName: string | null;
+  /** The folder, as MDE gives it (`fileName` is the name in it). */
+  filePath: string | null;
+  processId: number | null;
+  processCommandLine: string | null;
+  processCreationTime: number | null;
+  parentProcessId: number | null;
+  parentProcessCreationTime: number | null;
+  parentProcessFileName: string | null;
+  parentProcessFilePath: string | null;
+  ipAddress: string | null;
+  url: string | null;
+  registryKey: string | null;
+  registryHive: string | null;
+  registryValueType: string | null;
+  registryValue: string | null;
+  accountName: string | null;
+  domainName: string | null;
+  userSid: string | null;
+  aadUserId: string | null;
+  userPrincipalName: string | null;
+  /** `Detected` (found, left in place) or `Blocked` (stopped and quarantined). */
+  detectionStatus: 'Detected' | 'Blocked' | null;
+}
+
+export interface AlertComment {
+  comment: string;
+  createdBy: string;
+  createdTime: number;
+}
+
+/**
+ * An alert (contract §10). Countermand raises alerts only from what its agents report finding
+ * (docs/api-decisions.md): each one is linked to its machine and to the action that found it.
+ */
+export interface Alert {
+  /** `da<ticks>_<n>`, shaped like MDE's (docs/api-decisions.md). */
+  id: string;
+  tenantId: string;
+  incidentId: number | null;
+  investigationId: number | null;
+  assignedTo: string | null;
+  severity: AlertSeverity;
+  status: AlertStatus;
+  classification: string | null;
+  determination: string | null;
+  investigationState: InvestigationState | null;
+  detectionSource: string;
+  detectorId: string;
+  category: string;
+  threatFamilyName: string | null;
+  title: string;
+  description: string;
+  alertCreationTime: number;
+  firstEventTime: number | null;
+  lastEventTime: number | null;
+  lastUpdateTime: number;
+  resolvedTime: number | null;
+  machineId: string;
+  computerDnsName: string | null;
+  rbacGroupName: string | null;
+  threatName: string | null;
+  mitreTechniques: string[];
+  relatedUser: { userName: string; domainName: string } | null;
+  comments: AlertComment[];
+  evidence: AlertEvidence[];
+  /** The action whose report raised it; not on the wire. */
+  actionId: string;
+}

@@ -1,9 +1,14 @@
 /**
  * The typed AST of the OData query options Countermand supports (contract §5), and the
- * description of an entity set's filterable properties (the whitelist the compiler reads).
+ * description of an entity set's properties (the whitelist the parser and compiler read).
  */
 
-export type PropertyType = 'string' | 'guid' | 'datetime' | 'number' | 'enum' | 'tags';
+/**
+ * 'integerKey': an integer id the wire shows as a string (investigation ids, `"63017"`); a
+ * literal may be quoted or bare and is compared as a number, so ordering is numeric.
+ * 'boolean': stored as 0/1.
+ */
+export type PropertyType = 'string' | 'guid' | 'datetime' | 'number' | 'enum' | 'tags' | 'boolean' | 'integerKey';
 
 export interface PropertyDef {
   /** camelCase wire name, e.g. 'creationDateTimeUtc'; matched case-insensitively. */
@@ -21,6 +26,13 @@ export interface PropertyDef {
    * "EXISTS (SELECT 1 FROM machine_tags t WHERE t.machine_id = m.id AND t.tag = ?)".
    */
   existsSql?: string;
+  /**
+   * A scalar that $orderby accepts but $filter does not: $orderby takes every scalar property
+   * of the entity, $filter only the ones the contract lists (§5, §10).
+   */
+  orderOnly?: boolean;
+  /** The column may be NULL: $orderby then puts nulls first ascending, last descending, on every backend. */
+  nullable?: boolean;
 }
 
 export interface EntitySetDef {
@@ -28,6 +40,8 @@ export interface EntitySetDef {
   properties: readonly PropertyDef[];
   /** Largest accepted $top (the contract's page size, 10000). */
   maxTop: number;
+  /** Navigation properties `$expand` accepts (alerts: `evidence`); none when absent. */
+  expand?: readonly string[];
 }
 
 export type SqlParam = string | number | null;
@@ -70,6 +84,8 @@ export interface ODataQuery {
   skip: number;
   orderBy: OrderByItem[];
   count: boolean;
+  /** `$expand` items, canonical names from the set's `expand` list; absent when not given. */
+  expand?: string[];
 }
 
 /** The limits the parser enforces on $filter. */

@@ -6,7 +6,7 @@ import { ODataError, quote } from './errors.js';
 import { parseFilter } from './filter.js';
 import { findProperty } from './schema.js';
 
-const SUPPORTED = ['$filter', '$top', '$skip', '$orderby', '$count'] as const;
+const SUPPORTED = ['$filter', '$top', '$skip', '$orderby', '$count', '$expand'] as const;
 type Option = (typeof SUPPORTED)[number];
 const SUPPORTED_SET: ReadonlySet<string> = new Set(SUPPORTED);
 
@@ -58,9 +58,11 @@ export function parseQueryOptions(rawQuery: string, set: EntitySetDef): ODataQue
     }
     if (!name.startsWith('$')) continue;
     const key = name.toLowerCase();
-    if (!SUPPORTED_SET.has(key)) {
+    // $expand exists only on the sets that have something to expand (alerts: evidence).
+    if (!SUPPORTED_SET.has(key) || (key === '$expand' && (set.expand ?? []).length === 0)) {
+      const expand = (set.expand ?? []).length > 0 ? ', $count and $expand' : ' and $count';
       throw new ODataError(
-        `Unsupported query option ${quote(name)}; the supported options are $filter, $top, $skip, $orderby and $count`,
+        `Unsupported query option ${quote(name)}; the supported options are $filter, $top, $skip, $orderby${expand}`,
         { option: name },
       );
     }
@@ -88,6 +90,9 @@ export function parseQueryOptions(rawQuery: string, set: EntitySetDef): ODataQue
       case '$orderby':
         query.orderBy = parseOrderBy(value, set);
         break;
+      case '$expand':
+        query.expand = parseExpand(value, set);
+        break;
     }
   }
   return query;
@@ -99,6 +104,23 @@ function parseInteger(value: string, max: number, option: '$top' | '$skip'): num
     throw new ODataError(`${option} must be an integer between 0 and ${max}`, { option });
   }
   return n;
+}
+
+/** `evidence, ...`: names from the set's expand list, any case, each once. */
+function parseExpand(value: string, set: EntitySetDef): string[] {
+  const option = { option: '$expand' };
+  const allowed = set.expand ?? [];
+  const items: string[] = [];
+  for (const rawItem of value.split(',')) {
+    const item = trimWs(rawItem);
+    const name = allowed.find((a) => a.toLowerCase() === item.toLowerCase());
+    if (name === undefined) {
+      throw new ODataError(`Cannot expand ${quote(item)}; $expand accepts ${allowed.join(', ')}`, option);
+    }
+    if (items.includes(name)) throw new ODataError(`'${name}' appears more than once in $expand`, option);
+    items.push(name);
+  }
+  return items;
 }
 
 /** `prop [asc|desc], ...` over the whitelist; each property at most once; not 'tags' ones. */

@@ -31,10 +31,20 @@ export function findProperty(set: EntitySetDef, name: string): PropertyDef | und
   return lookupTable(set).get(name.toLowerCase());
 }
 
-/** The property named `name`, or an ODataError "Unknown property 'x' in $filter". */
+/**
+ * The property named `name`, or an ODataError "Unknown property 'x' in $filter". In $filter,
+ * a property that may only be ordered by is refused with the list of those that filter.
+ */
 export function requireProperty(set: EntitySetDef, name: string, option: string): PropertyDef {
   const p = typeof name === 'string' ? findProperty(set, name) : undefined;
   if (!p) throw new ODataError(`Unknown property ${quote(String(name))} in ${option}`, { option });
+  if (option === '$filter' && p.orderOnly) {
+    const filterable = set.properties.filter((q) => !q.orderOnly).map((q) => q.name);
+    throw new ODataError(
+      `Property '${p.name}' cannot be used in $filter (it can in $orderby); the filterable properties are ${filterable.join(', ')}`,
+      { option },
+    );
+  }
   return p;
 }
 
@@ -48,7 +58,9 @@ export function defineEntitySet<T extends EntitySetDef>(set: T): T {
     throw new Error(`Entity set ${set.name}: ${why}`);
   };
   if (!Number.isSafeInteger(set.maxTop) || set.maxTop < 0) fail('maxTop must be a non-negative integer');
+  for (const name of set.expand ?? []) if (!IDENTIFIER.test(name)) fail(`expand name '${name}' is not an identifier`);
   for (const p of set.properties) {
+    if (p.type === 'tags' && p.orderOnly) fail(`tags property '${p.name}' cannot be order-only (collections are never ordered by)`);
     if (!IDENTIFIER.test(p.name)) fail(`property name '${p.name}' is not an identifier`);
     if (p.type === 'tags') {
       const marks = (p.existsSql ?? '').split('?').length - 1;
@@ -78,7 +90,12 @@ const EXPECTED: Record<PropertyType, string> = {
   number: 'a number',
   datetime: 'a datetime such as 2019-11-22T00:00:00Z',
   tags: 'a string in single quotes',
+  boolean: 'true or false',
+  integerKey: "an id such as '63017'",
 };
+
+/** Digits an integerKey literal may have (an exact double up to 15 digits). */
+const INTEGER_KEY = /^[0-9]{1,15}$/;
 
 /** A literal as a client would have written it, for messages. */
 export function describeLiteral(lit: Literal | { kind: 'boolean'; value: boolean }): string {
@@ -125,6 +142,16 @@ export function coerceLiteral(
     );
   }
   if (typeof lit !== 'object' || lit === null) throw new ODataError('Invalid literal in $filter', option);
+  if (prop.type === 'boolean') {
+    if (op !== 'eq' && op !== 'ne') {
+      throw new ODataError(`Operator '${op}' is not supported on property '${prop.name}' (boolean) in $filter; use eq or ne`, option);
+    }
+    if (lit.kind === 'null') return { kind: 'null' };
+    if (lit.kind !== 'boolean' || typeof lit.value !== 'boolean') {
+      throw new ODataError(`Invalid value ${describeLiteral(lit)} for property '${prop.name}' in $filter: expected true or false`, option);
+    }
+    return { kind: 'number', value: lit.value ? 1 : 0 };
+  }
   if (lit.kind === 'boolean') {
     throw new ODataError(`Property '${prop.name}' cannot be compared with the boolean ${lit.value} in $filter`, option);
   }
@@ -168,6 +195,14 @@ export function coerceLiteral(
     case 'number':
       if (lit.kind !== 'number' || typeof lit.value !== 'number' || !Number.isFinite(lit.value)) throw invalid();
       return { kind: 'number', value: lit.value === 0 ? 0 : lit.value };
+    case 'integerKey': {
+      // An id that is not a number names nothing: it is invalid rather than silently unmatched.
+      if (lit.kind === 'number' && Number.isSafeInteger(lit.value) && lit.value >= 0) return { kind: 'number', value: lit.value };
+      if (lit.kind === 'string' && typeof lit.value === 'string' && INTEGER_KEY.test(lit.value)) {
+        return { kind: 'number', value: Number(lit.value) };
+      }
+      throw invalid();
+    }
     case 'datetime': {
       if (lit.kind === 'datetime' && typeof lit.value === 'number' && Number.isFinite(lit.value)) {
         return { kind: 'datetime', value: lit.value };

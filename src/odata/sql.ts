@@ -130,7 +130,11 @@ function compileNode(expr: FilterExpr, set: EntitySetDef, params: SqlParam[], ne
   }
 }
 
-/** `a.created_at DESC, a.type ASC` (no tiebreaker: the caller appends one). */
+/**
+ * `a.created_at DESC, a.type ASC` (no tiebreaker: the caller appends one). A nullable column
+ * sorts its nulls first ascending and last descending, as OData says and SQLite does by
+ * default; PostgreSQL needs it spelled out.
+ */
 export function compileOrderBy(orderBy: readonly OrderByItem[], set: EntitySetDef): string {
   const seen = new Set<string>();
   return orderBy
@@ -147,6 +151,7 @@ export function compileOrderBy(orderBy: readonly OrderByItem[], set: EntitySetDe
       if (direction !== 'asc' && direction !== 'desc') {
         throw new ODataError(`Invalid sort direction in $orderby: expected asc or desc`, { option: '$orderby' });
       }
+      if (prop.nullable) return `${prop.column} ${direction === 'asc' ? 'ASC NULLS FIRST' : 'DESC NULLS LAST'}`;
       return `${prop.column} ${direction.toUpperCase()}`;
     })
     .join(', ');

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MACHINE_ACTION_SET, MACHINE_SET } from '../../src/domain/query-sets.js';
+import { defineEntitySet } from '../../src/odata/index.js';
 import { Client, appClient, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
 
 /**
@@ -176,6 +178,80 @@ describe('paging, ordering and counting', () => {
     const res = await api.get(`/api/machineactions?$filter=machineId eq '${setup.machines[0]!.id}'`);
     expect(res.body.value).toHaveLength(2);
     expect(res.body['@odata.nextLink']).toBeUndefined();
+  });
+});
+
+describe('$orderby over every scalar property (contract §5)', () => {
+  type Scalar = string | number | boolean | null;
+  /** OData's order: nulls first ascending; otherwise the values' own order (the wire's datetimes sort as text). */
+  const before = (a: Scalar, b: Scalar) => (a === null ? b !== null : b === null ? false : a < b);
+  const sorted = (values: Scalar[], direction: 'asc' | 'desc') =>
+    values.every((v, i) => i === 0 || (direction === 'asc' ? !before(v, values[i - 1]!) : !before(values[i - 1]!, v)));
+
+  it("a connector's isolation-state query: lastUpdateDateTimeUtc desc over the machine's Isolate/Unisolate", async () => {
+    const m = setup.machines[0]!.id;
+    const exact = await api.get(
+      `/api/machineactions?$orderby=lastUpdateDateTimeUtc desc&$filter=status eq 'Succeeded' AND type in ('Isolate','Unisolate') AND machineId eq '${m}'`,
+    );
+    expect(exact.status, exact.text).toBe(200);
+    expect(exact.body.value).toEqual([]);
+    // The order is the property's, not the creation order: on a fresh machine, an isolate
+    // cancelled after a scan was created is the one last updated.
+    const small = makeFixtures(1);
+    const other = await startTestServer({ fixtures: small.fixtures });
+    try {
+      const c = await appClient(other, small);
+      const id = small.machines[0]!.id;
+      const isolate = await c.post(`/api/machines/${id}/isolate`, { Comment: 'first' });
+      await new Promise((r) => setTimeout(r, 3));
+      await c.post(`/api/machines/${id}/runAntiVirusScan`, { Comment: 'second', ScanType: 'Quick' });
+      await new Promise((r) => setTimeout(r, 3));
+      await c.post(`/api/machineactions/${isolate.body.id}/cancel`, { Comment: 'third' });
+      const byUpdate = await c.get(`/api/machineactions?$orderby=lastUpdateDateTimeUtc desc&$filter=machineId eq '${id}'`);
+      expect(byUpdate.body.value.map((a: Created) => a.type)).toEqual(['Isolate', 'RunAntiVirusScan']);
+      const byCreation = await c.get(`/api/machineactions?$orderby=creationDateTimeUtc desc&$filter=machineId eq '${id}'`);
+      expect(byCreation.body.value.map((a: Created) => a.type)).toEqual(['RunAntiVirusScan', 'Isolate']);
+      const byCancel = await c.get('/api/machineactions?$orderby=cancellationDateTimeUtc asc');
+      expect(byCancel.body.value.map((a: Created & { cancellationDateTimeUtc: string | null }) => a.cancellationDateTimeUtc === null)).toEqual([true, false]);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  const cases = [
+    ...MACHINE_ACTION_SET.properties.map((p) => ['machineactions', p] as const),
+    ...MACHINE_SET.properties.map((p) => ['machines', p] as const),
+  ].filter(([, p]) => p.type !== 'tags');
+  it.each(cases.map(([path, p]) => [`${path}: ${p.name}`, path, p.name]))('%s', async (_, path, name) => {
+    for (const direction of ['asc', 'desc'] as const) {
+      const res = await api.get(`/api/${path}?$orderby=${name} ${direction}&$top=10000`);
+      expect(res.status, res.text).toBe(200);
+      const values = res.body.value.map((e: Record<string, Scalar>) => e[name] ?? null);
+      expect(values.length).toBeGreaterThan(0);
+      expect(sorted(values, direction), `${name} ${direction}: ${JSON.stringify(values)}`).toBe(true);
+    }
+  });
+
+  it('an order-only property cannot filter: 400 naming the filterable ones', async () => {
+    const res = await api.get("/api/machineactions?$filter=lastUpdateDateTimeUtc gt 2020-01-01Z");
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('ODataError');
+    expect(res.body.error.message).toContain("'lastUpdateDateTimeUtc' cannot be used in $filter");
+    expect(res.body.error.message).toContain('creationDateTimeUtc');
+    const machine = await api.get('/api/machines?$filter=isAadJoined eq true');
+    expect(machine.status).toBe(400);
+    expect(machine.body.error.message).toContain("'isAadJoined' cannot be used in $filter");
+  });
+
+  it('the property lists are well formed, and list every scalar field of the wire entities', async () => {
+    for (const set of [MACHINE_ACTION_SET, MACHINE_SET]) expect(() => defineEntitySet(set)).not.toThrow();
+    const action = (await api.get('/api/machineactions?$top=1')).body.value[0];
+    const machine = (await api.get('/api/machines?$top=1')).body.value[0];
+    const scalars = (entity: Record<string, unknown>) =>
+      Object.keys(entity).filter((k) => entity[k] === null || typeof entity[k] !== 'object').sort();
+    // relatedFileInfo is an object when set; null here, but never a scalar.
+    expect(scalars(action).filter((k) => k !== 'relatedFileInfo')).toEqual(MACHINE_ACTION_SET.properties.map((p) => p.name).sort());
+    expect(scalars(machine)).toEqual(MACHINE_SET.properties.filter((p) => p.type !== 'tags').map((p) => p.name).sort());
   });
 });
 

@@ -36,6 +36,25 @@ describe.skipIf(!PG_URL)(`API on PostgreSQL${PG_URL ? '' : ` (skipped: ${PG_SKIP
     expect(prefix.body['@odata.count']).toBe(4);
   });
 
+  it('$orderby over any scalar property, nulls first ascending and last descending as on SQLite', async () => {
+    const m = setup.machines[3]!;
+    const a = await api.post(`/api/machines/${m.id}/restrictCodeExecution`, { Comment: 'x' });
+    await api.post(`/api/machines/${m.id}/runAntiVirusScan`, { Comment: 'y', ScanType: 'Quick' });
+    await api.post(`/api/machineactions/${a.body.id}/cancel`, { Comment: 'z' });
+    const query = `$filter=machineId eq '${m.id}'&$top=10`;
+    const asc = await api.get(`/api/machineactions?${query}&$orderby=cancellationDateTimeUtc asc`);
+    expect(asc.status, asc.text).toBe(200);
+    expect(asc.body.value.map((x: { cancellationDateTimeUtc: string | null }) => x.cancellationDateTimeUtc === null)).toEqual([true, false]);
+    const desc = await api.get(`/api/machineactions?${query}&$orderby=cancellationDateTimeUtc desc`);
+    expect(desc.body.value.map((x: { cancellationDateTimeUtc: string | null }) => x.cancellationDateTimeUtc === null)).toEqual([false, true]);
+    const connector = await api.get(
+      `/api/machineactions?$orderby=lastUpdateDateTimeUtc desc&$filter=status eq 'Succeeded' AND type in ('Isolate','Unisolate') AND machineId eq '${m.id}'`,
+    );
+    expect(connector.status, connector.text).toBe(200);
+    const machines = await api.get('/api/machines?$orderby=isAadJoined desc,osBuild asc&$top=1');
+    expect(machines.status, machines.text).toBe(200);
+  });
+
   it('rate limits are counted in PostgreSQL (shared by every node)', async () => {
     const s = await startTestServer({ fixtures: setup.fixtures, backend: 'postgres' });
     try {
