@@ -5,8 +5,10 @@ import type {
   ActionStatus,
   ActionType,
   AgentCredential,
+  Alert,
   Application,
   EnrollmentSecret,
+  Investigation,
   Machine,
   MachineAction,
   ReenrollGrant,
@@ -99,10 +101,36 @@ export interface Store {
    */
   attachAgent(machine: Machine, credential: AgentCredential, proof: AttachProof): Promise<boolean>;
   findAgentCredential(tokenHash: string): Promise<AgentCredential | null>;
-  /** A check-in: lastSeen, Active, and what the agent says of itself. */
+  /**
+   * A check-in: lastSeen, Active, and what the agent says of itself. The addresses it reports
+   * extend the machine's IP history: a range per address, from when it was first seen to when
+   * it was last confirmed (check-ins closer than IP_RANGE_GAP_MS apart extend one range).
+   */
   recordCheckin(tenantId: string, machineId: string, at: number, info: CheckinInfo): Promise<void>;
   /** Active machines not seen since `seenBefore` become Inactive; returns how many. */
   markInactiveMachines(seenBefore: number): Promise<number>;
+
+  /**
+   * Machines whose IP history has `ip` (canonical) at some time in [from, to], in the given
+   * device groups (null for all); by computerDnsName, at most `limit`.
+   */
+  findMachinesByIp(tenantId: string, ip: string, from: number, to: number, deviceGroups: readonly number[] | null, limit: number): Promise<Machine[]>;
+  /** Drops IP history that ended before `before`; returns how many ranges. */
+  pruneIpHistory(before: number): Promise<number>;
+
+  /**
+   * Starts an investigation, in one transaction: its CollectInvestigationPackage action (with
+   * the action's 'created' event) and the investigation, triggered by the machine's newest
+   * alert that is not Resolved (which is linked back to it). 'conflict' when the action's
+   * conflict group is taken (a package collection already runs on the machine); 'offboarded'
+   * when the machine is. Nothing is written then.
+   */
+  insertInvestigation(action: MachineAction, event: EventInput): Promise<Investigation | 'conflict' | 'offboarded'>;
+  getInvestigation(tenantId: string, id: string): Promise<Investigation | null>;
+  listInvestigations(tenantId: string, query: ListQuery): Promise<Page<Investigation>>;
+
+  getAlert(tenantId: string, id: string): Promise<Alert | null>;
+  listAlerts(tenantId: string, query: ListQuery): Promise<Page<Alert>>;
 }
 
 export type Overdue =
@@ -179,4 +207,6 @@ export interface Transition {
    * agent credentials are revoked and its unused re-enroll grants deleted.
    */
   offboardsMachine?: boolean;
+  /** Alerts the machine's report raised: inserted in the same transaction, only if it applies. */
+  alerts?: readonly Alert[];
 }

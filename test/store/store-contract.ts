@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Machine, MachineAction } from '../../src/domain/model.js';
+import { IP_RANGE_GAP_MS, IP_RANGES_PER_MACHINE } from '../../src/domain/ip.js';
+import type { Alert, Machine, MachineAction } from '../../src/domain/model.js';
 import type { ListQuery, Store } from '../../src/domain/store.js';
 import { hexId } from '../support/harness.js';
 
@@ -443,6 +444,254 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       const foreign = { ...grant, tokenHash: `g-${randomUUID()}`, tenantId: another.tenantId, machineId: another.id };
       await store.insertReenrollGrant(foreign);
       expect((await attempt({ kind: 'grant', tokenHash: foreign.tokenHash }, 40)).won).toBe(false);
+    });
+
+    describe('IP history (findbyip)', () => {
+      const T = 1_700_000_000_000;
+      const MIN = 60_000;
+      const ip = (lastIpAddress: string, ...more: string[]) => ({
+        lastIpAddress,
+        ipAddresses: [lastIpAddress, ...more].map((ipAddress) => ({ ipAddress, macAddress: null, type: 'eth0', operationalStatus: 'Up' })),
+      });
+      const seen = async (tenantId: string, address: string, from: number, to: number, groups: number[] | null = null) =>
+        (await store.findMachinesByIp(tenantId, address, from, to, groups, 100)).map((m) => m.computerDnsName);
+
+      it('keeps when each address was seen: ranges that check-ins extend, end and reopen', async () => {
+        const { tenantId, machine } = await tenantWithMachine({ computerDnsName: 'a.local' });
+        // Seen with 10.0.0.5 from T to T+20 (check-ins every minute or so).
+        for (let t = T; t <= T + 20 * MIN; t += MIN) await store.recordCheckin(tenantId, machine.id, t, ip('10.0.0.5'));
+        expect(await seen(tenantId, '10.0.0.5', T + 5 * MIN, T + 6 * MIN)).toEqual(['a.local']);
+        expect(await seen(tenantId, '10.0.0.5', T - 10 * MIN, T - 1)).toEqual([]);
+        expect(await seen(tenantId, '10.0.0.5', T + 20 * MIN, T + 30 * MIN)).toEqual(['a.local']);
+        expect(await seen(tenantId, '10.0.0.5', T + 20 * MIN + 1, T + 30 * MIN)).toEqual([]);
+        expect(await seen(tenantId, '10.0.0.6', T, T + 30 * MIN)).toEqual([]);
+        // The machine moves to 10.0.0.6 (and keeps an IPv6 address): the first range ends at its last check-in.
+        await store.recordCheckin(tenantId, machine.id, T + 21 * MIN, ip('10.0.0.6', '2001:DB8::1'));
+        await store.recordCheckin(tenantId, machine.id, T + 22 * MIN, ip('10.0.0.6', '2001:db8:0::1'));
+        expect(await seen(tenantId, '10.0.0.5', T + 20 * MIN + 1, T + 40 * MIN)).toEqual([]);
+        expect(await seen(tenantId, '10.0.0.6', T + 21 * MIN, T + 21 * MIN)).toEqual(['a.local']);
+        expect(await seen(tenantId, '2001:db8::1', T + 22 * MIN, T + 22 * MIN)).toEqual(['a.local']);
+        expect(await seen(tenantId, '10.0.0.6', T + 22 * MIN + 1, T + 50 * MIN)).toEqual([]);
+        // Silent longer than the gap: the ranges end at the last check-in, and open again at the next.
+        const back = T + 22 * MIN + IP_RANGE_GAP_MS + 1;
+        await store.recordCheckin(tenantId, machine.id, back, ip('10.0.0.6'));
+        expect(await seen(tenantId, '10.0.0.6', T + 23 * MIN, back - 1)).toEqual([]);
+        expect(await seen(tenantId, '10.0.0.6', back, back)).toEqual(['a.local']);
+        expect(await seen(tenantId, '2001:db8::1', back, back)).toEqual([]);
+        // A check-in that says nothing about addresses neither extends nor ends them.
+        await store.recordCheckin(tenantId, machine.id, back + 5 * MIN, { agentVersion: '2' });
+        expect(await seen(tenantId, '10.0.0.6', back + 1, back + 5 * MIN)).toEqual([]);
+        // Loopback addresses are not history: every machine has them.
+        await store.recordCheckin(tenantId, machine.id, back + 6 * MIN, ip('127.0.0.1', '::1'));
+        expect(await seen(tenantId, '127.0.0.1', 0, back + 10 * MIN)).toEqual([]);
+        expect((await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false }))?.lastIpAddress).toBe('127.0.0.1');
+      });
+
+      it('answers per tenant and device group, for every machine that had the address', async () => {
+        const one = await tenantWithMachine({ computerDnsName: 'b-one.local', rbacGroupId: 1 });
+        const two = { ...one.machine, id: hexId(), computerDnsName: 'b-two.local', rbacGroupId: 2, aadDeviceId: null };
+        await store.upsertMachine(two);
+        const elsewhere = await tenantWithMachine();
+        await store.recordCheckin(one.tenantId, one.machine.id, T, ip('10.9.0.1'));
+        await store.recordCheckin(one.tenantId, two.id, T + MIN, ip('10.9.0.1'));
+        await store.recordCheckin(elsewhere.tenantId, elsewhere.machine.id, T, ip('10.9.0.1'));
+        expect(await seen(one.tenantId, '10.9.0.1', T, T + MIN)).toEqual(['b-one.local', 'b-two.local']);
+        expect(await seen(one.tenantId, '10.9.0.1', T, T + MIN, [2])).toEqual(['b-two.local']);
+        expect(await seen(one.tenantId, '10.9.0.1', T, T + MIN, [])).toEqual([]);
+        expect(await seen(elsewhere.tenantId, '10.9.0.1', T, T)).toEqual([elsewhere.machine.computerDnsName]);
+      });
+
+      it("an offboarded machine's check-ins add nothing to its history", async () => {
+        const { tenantId, machine } = await tenantWithMachine({ computerDnsName: 'gone.local' });
+        await store.recordCheckin(tenantId, machine.id, T, ip('10.8.0.1'));
+        const offboard = newAction(tenantId, machine, { type: 'Offboard', conflictKey: 'Offboard' });
+        await store.insertAction(offboard, { at: T, actor: 'a', comment: null });
+        await store.transitionAction({ tenantId, actionId: offboard.id, from: ['Pending'], to: 'Succeeded', patch: {}, event: { at: T + MIN, actor: 'm', comment: null }, offboardsMachine: true });
+        await store.recordCheckin(tenantId, machine.id, T + 2 * MIN, ip('10.8.0.1'));
+        await store.recordCheckin(tenantId, machine.id, T + 3 * MIN, ip('10.8.0.2'));
+        expect(await seen(tenantId, '10.8.0.1', T, T)).toEqual(['gone.local']);
+        expect(await seen(tenantId, '10.8.0.1', T + 2 * MIN, T + 3 * MIN)).toEqual([]);
+        expect(await seen(tenantId, '10.8.0.2', T, T + 10 * MIN)).toEqual([]);
+      });
+
+      it('is bounded per machine and pruned by age', async () => {
+        const { tenantId, machine } = await tenantWithMachine();
+        // A machine whose address changes at every check-in: only the newest ranges stay.
+        const n = IP_RANGES_PER_MACHINE + 20;
+        for (let i = 0; i < n; i++) await store.recordCheckin(tenantId, machine.id, T + i * MIN, ip(`10.7.${Math.floor(i / 250)}.${(i % 250) + 1}`));
+        expect(await seen(tenantId, '10.7.0.1', T, T)).toEqual([]);
+        const newest = n - 1;
+        expect(await seen(tenantId, `10.7.${Math.floor(newest / 250)}.${(newest % 250) + 1}`, T + newest * MIN, T + newest * MIN)).toHaveLength(1);
+        const kept = n - IP_RANGES_PER_MACHINE;
+        expect(await seen(tenantId, `10.7.0.${kept + 1}`, T + kept * MIN, T + kept * MIN)).toHaveLength(1);
+        expect(await seen(tenantId, `10.7.0.${kept}`, T + (kept - 1) * MIN, T + (kept - 1) * MIN)).toEqual([]);
+        // Pruning by age removes what ended before the cut-off, open ranges of silent machines too.
+        expect(await store.pruneIpHistory(T + (newest - 1) * MIN)).toBeGreaterThan(0);
+        expect(await seen(tenantId, `10.7.0.${kept + 1}`, T + kept * MIN, T + kept * MIN)).toEqual([]);
+        expect(await seen(tenantId, `10.7.${Math.floor(newest / 250)}.${(newest % 250) + 1}`, T + newest * MIN, T + newest * MIN)).toHaveLength(1);
+        await store.pruneIpHistory(T + newest * MIN + 1);
+        expect(await seen(tenantId, `10.7.${Math.floor(newest / 250)}.${(newest % 250) + 1}`, 0, T * 2)).toEqual([]);
+        // The machine comes back with its address: a fresh range.
+        await store.recordCheckin(tenantId, machine.id, T * 2, ip('10.7.9.9'));
+        expect(await seen(tenantId, '10.7.9.9', T * 2, T * 2)).toHaveLength(1);
+      });
+    });
+
+    describe('investigations and alerts', () => {
+      function alert(tenantId: string, machine: Machine, action: MachineAction, overrides: Partial<Alert> = {}): Alert {
+        return {
+          id: `da${Math.floor(Math.random() * 1e15)}_${Math.floor(Math.random() * 1e9)}`,
+          tenantId,
+          incidentId: null,
+          investigationId: null,
+          assignedTo: null,
+          severity: 'Medium',
+          status: 'New',
+          classification: null,
+          determination: null,
+          investigationState: null,
+          detectionSource: 'Antivirus',
+          detectorId: 'd',
+          category: 'Malware',
+          threatFamilyName: 'EICAR',
+          title: "'Eicar' malware was detected",
+          description: 'd',
+          alertCreationTime: 500,
+          firstEventTime: 500,
+          lastEventTime: 500,
+          lastUpdateTime: 500,
+          resolvedTime: null,
+          machineId: machine.id,
+          computerDnsName: machine.computerDnsName,
+          rbacGroupName: 'g',
+          threatName: 'Eicar-Signature',
+          mitreTechniques: [],
+          relatedUser: null,
+          comments: [],
+          evidence: [
+            {
+              entityType: 'File', evidenceCreationTime: 500, sha1: 'a'.repeat(40), sha256: null, fileName: 'eicar.com', filePath: '/tmp',
+              processId: null, processCommandLine: null, processCreationTime: null, parentProcessId: null, parentProcessCreationTime: null,
+              parentProcessFileName: null, parentProcessFilePath: null, ipAddress: null, url: null, registryKey: null, registryHive: null,
+              registryValueType: null, registryValue: null, accountName: null, domainName: null, userSid: null, aadUserId: null,
+              userPrincipalName: null, detectionStatus: 'Detected',
+            },
+          ],
+          actionId: action.id,
+          ...overrides,
+        };
+      }
+      const scan = (tenantId: string, machine: Machine) =>
+        newAction(tenantId, machine, { type: 'RunAntiVirusScan', conflictKey: 'RunAntiVirusScan', scope: 'Quick' });
+      const collect = (tenantId: string, machine: Machine, at = 1000) =>
+        newAction(tenantId, machine, { type: 'CollectInvestigationPackage', conflictKey: 'CollectInvestigationPackage', scope: null, creationDateTimeUtc: at, lastUpdateDateTimeUtc: at });
+
+      it('alerts are stored with the report that raised them, only when it applies', async () => {
+        const { tenantId, machine } = await tenantWithMachine({ rbacGroupId: 4 });
+        const action = scan(tenantId, machine);
+        await store.insertAction(action, { at: 1, actor: 'a', comment: null });
+        const raised = alert(tenantId, machine, action);
+        await store.transitionAction({ tenantId, actionId: action.id, from: ['Pending'], to: 'Cancelled', patch: {}, event: { at: 2, actor: 'u', comment: null } });
+        // A late report changes nothing, so its alerts are not kept either.
+        const late = await store.transitionAction({ tenantId, actionId: action.id, from: ['Pending', 'InProgress'], to: 'Succeeded', patch: {}, event: { at: 3, actor: 'm', comment: null }, alerts: [raised] });
+        expect(late).toBeNull();
+        expect(await store.getAlert(tenantId, raised.id)).toBeNull();
+        const second = scan(tenantId, machine);
+        await store.insertAction(second, { at: 4, actor: 'a', comment: null });
+        const kept = alert(tenantId, machine, second);
+        await store.transitionAction({ tenantId, actionId: second.id, from: ['Pending', 'InProgress'], to: 'Succeeded', patch: {}, event: { at: 5, actor: 'm', comment: null }, alerts: [kept] });
+        expect(await store.getAlert(tenantId, kept.id)).toEqual(kept);
+        expect(await store.getAlert(randomUUID(), kept.id)).toBeNull();
+        const list = await store.listAlerts(tenantId, all);
+        expect(list.items.map((a) => a.id)).toEqual([kept.id]);
+        expect(list.count).toBe(1);
+        expect((await store.listAlerts(tenantId, { ...all, deviceGroups: [4] })).count).toBe(1);
+        expect((await store.listAlerts(tenantId, { ...all, deviceGroups: [5] })).count).toBe(0);
+        const bySeverity = await store.listAlerts(tenantId, { ...all, filter: { kind: 'compare', op: 'eq', property: 'severity', value: { kind: 'string', value: 'High' } } });
+        expect(bySeverity.count).toBe(0);
+        // A failing alert insert undoes the report: one commit or none.
+        const third = scan(tenantId, machine);
+        await store.insertAction(third, { at: 6, actor: 'a', comment: null });
+        await expect(
+          store.transitionAction({ tenantId, actionId: third.id, from: ['Pending'], to: 'Succeeded', patch: {}, event: { at: 7, actor: 'm', comment: null }, alerts: [kept] }),
+        ).rejects.toThrow();
+        expect((await store.getAction(tenantId, third.id))?.status).toBe('Pending');
+        expect(await store.listEvents(tenantId, third.id)).toHaveLength(1);
+      });
+
+      it('an investigation owns its package collection, is triggered by the newest open alert, and follows the action', async () => {
+        const { tenantId, machine } = await tenantWithMachine();
+        const found = scan(tenantId, machine);
+        await store.insertAction(found, { at: 1, actor: 'a', comment: null });
+        const older = alert(tenantId, machine, found, { alertCreationTime: 400 });
+        const newer = alert(tenantId, machine, found, { alertCreationTime: 600, evidence: [{ ...alert(tenantId, machine, found).evidence[0]!, detectionStatus: 'Blocked' }] });
+        await store.transitionAction({ tenantId, actionId: found.id, from: ['Pending'], to: 'Succeeded', patch: {}, event: { at: 2, actor: 'm', comment: null }, alerts: [older, newer] });
+
+        const action = collect(tenantId, machine);
+        const investigation = await store.insertInvestigation(action, { at: 1000, actor: 'app', comment: 'c' });
+        if (typeof investigation === 'string') throw new Error(`unexpected ${investigation}`);
+        expect(investigation).toMatchObject({ state: 'Queued', startTime: 1000, endTime: null, machineId: machine.id, triggeringAlertId: newer.id, actionId: action.id });
+        expect(investigation.id).toMatch(/^[0-9]+$/);
+        expect(await store.getInvestigation(tenantId, investigation.id)).toEqual(investigation);
+        expect(await store.getInvestigation(randomUUID(), investigation.id)).toBeNull();
+        expect(await store.getInvestigation(tenantId, 'not-a-number')).toBeNull();
+        expect(await store.getAction(tenantId, action.id)).toEqual(action);
+        expect(await store.getAlert(tenantId, newer.id)).toMatchObject({ investigationId: Number(investigation.id), investigationState: 'Queued' });
+        // A second one while the collection runs: the conflict group refuses it, and nothing is written.
+        const again = collect(tenantId, machine, 1001);
+        expect(await store.insertInvestigation(again, { at: 1001, actor: 'app', comment: null })).toBe('conflict');
+        expect(await store.getAction(tenantId, again.id)).toBeNull();
+        expect((await store.listInvestigations(tenantId, all)).count).toBe(1);
+
+        await store.transitionAction({ tenantId, actionId: action.id, from: ['Pending'], to: 'InProgress', patch: { startedAt: 1100 }, event: { at: 1100, actor: 'm', comment: null } });
+        expect(await store.getInvestigation(tenantId, investigation.id)).toMatchObject({ state: 'Running', endTime: null });
+        await store.transitionAction({ tenantId, actionId: action.id, from: ['InProgress'], to: 'Succeeded', patch: {}, event: { at: 1200, actor: 'm', comment: null } });
+        // The triggering alert's file is quarantined: remediated.
+        expect(await store.getInvestigation(tenantId, investigation.id)).toMatchObject({ state: 'SuccessfullyRemediated', endTime: 1200 });
+        expect(await store.getAlert(tenantId, newer.id)).toMatchObject({ investigationState: 'SuccessfullyRemediated', lastUpdateTime: 1200 });
+        expect(await store.getAlert(tenantId, older.id)).toMatchObject({ investigationId: null, investigationState: null });
+      });
+
+      it('each way an investigation ends, and lists with OData and device groups', async () => {
+        const { tenantId, machine } = await tenantWithMachine({ rbacGroupId: 9 });
+        const ends: [string, MachineAction['status'], object][] = [
+          ['Failed', 'Failed', { troubleshootInfo: 'disk full' }],
+          ['TerminatedBySystem', 'TimeOut', {}],
+          ['TerminatedByUser', 'Cancelled', { cancellationRequestor: 'ana@x.test', cancellationComment: 'stop' }],
+          ['Benign', 'Succeeded', {}],
+        ];
+        const ids: string[] = [];
+        for (const [i, [state, status, patch]] of ends.entries()) {
+          const action = collect(tenantId, machine, 2000 + i);
+          const investigation = await store.insertInvestigation(action, { at: 2000 + i, actor: 'app', comment: null });
+          if (typeof investigation === 'string') throw new Error(`unexpected ${investigation}`);
+          expect(investigation.triggeringAlertId).toBeNull();
+          await store.transitionAction({ tenantId, actionId: action.id, from: ['Pending'], to: status, patch, event: { at: 3000 + i, actor: 'm', comment: null } });
+          const ended = await store.getInvestigation(tenantId, investigation.id);
+          expect(ended).toMatchObject({ state, endTime: 3000 + i });
+          if (status === 'Cancelled') expect(ended?.cancelledBy).toBe('ana@x.test');
+          if (status === 'Failed') expect(ended?.statusDetails).toContain('disk full');
+          ids.push(investigation.id);
+        }
+        const list = await store.listInvestigations(tenantId, all);
+        expect(list.items.map((i) => i.id)).toEqual([...ids].reverse());
+        const byState = await store.listInvestigations(tenantId, { ...all, filter: { kind: 'in', property: 'state', values: [{ kind: 'string', value: 'Benign' }, { kind: 'string', value: 'Failed' }] } });
+        expect(byState.items.map((i) => i.state).sort()).toEqual(['Benign', 'Failed']);
+        const byId = await store.listInvestigations(tenantId, { ...all, filter: { kind: 'compare', op: 'eq', property: 'id', value: { kind: 'number', value: Number(ids[1]) } } });
+        expect(byId.items.map((i) => i.id)).toEqual([ids[1]]);
+        const byEnd = await store.listInvestigations(tenantId, { ...all, orderBy: [{ property: 'endTime', direction: 'asc' }] });
+        expect(byEnd.items.map((i) => i.id)).toEqual(ids);
+        expect((await store.listInvestigations(tenantId, { ...all, deviceGroups: [1] })).count).toBe(0);
+        expect((await store.listInvestigations(tenantId, { ...all, deviceGroups: [9] })).count).toBe(4);
+        // An offboarded machine is investigated no more: nothing is written.
+        const offboard = newAction(tenantId, machine, { type: 'Offboard', conflictKey: 'Offboard' });
+        await store.insertAction(offboard, { at: 4000, actor: 'a', comment: null });
+        await store.transitionAction({ tenantId, actionId: offboard.id, from: ['Pending'], to: 'Succeeded', patch: {}, event: { at: 4001, actor: 'm', comment: null }, offboardsMachine: true });
+        const late = collect(tenantId, machine, 4002);
+        expect(await store.insertInvestigation(late, { at: 4002, actor: 'app', comment: null })).toBe('offboarded');
+        expect(await store.getAction(tenantId, late.id)).toBeNull();
+        expect((await store.listInvestigations(tenantId, all)).count).toBe(4);
+      });
     });
 
     it('tenants are upserted', async () => {

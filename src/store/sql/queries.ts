@@ -1,10 +1,13 @@
 import { compileFilter, compileOrderBy, type EntitySetDef } from '../../odata/index.js';
 import type { CheckinInfo, ListQuery, Overdue } from '../../domain/store.js';
+import { IP_RANGE_GAP_MS, IP_RANGES_PER_MACHINE } from '../../domain/ip.js';
 import {
   ACTION_COLUMNS,
   AGENT_CREDENTIAL_COLUMNS,
+  ALERT_COLUMNS,
   APPLICATION_COLUMNS,
   ENROLLMENT_SECRET_COLUMNS,
+  INVESTIGATION_COLUMNS,
   MACHINE_COLUMNS,
   REENROLL_GRANT_COLUMNS,
   SIGNING_KEY_COLUMNS,
@@ -82,6 +85,20 @@ export const MACHINE_LIST: ListShape = {
   from: 'machines m',
   deviceGroupClause: 'm.rbac_group_id IN (%GROUPS%)',
   tiebreak: 'm.id ASC',
+};
+
+export const ALERT_LIST: ListShape = {
+  from: 'alerts al',
+  deviceGroupClause:
+    'al.machine_id IN (SELECT m.id FROM machines m WHERE m.tenant_id = al.tenant_id AND m.rbac_group_id IN (%GROUPS%))',
+  tiebreak: 'al.seq DESC',
+};
+
+export const INVESTIGATION_LIST: ListShape = {
+  from: 'investigations i',
+  deviceGroupClause:
+    'i.machine_id IN (SELECT m.id FROM machines m WHERE m.tenant_id = i.tenant_id AND m.rbac_group_id IN (%GROUPS%))',
+  tiebreak: 'i.seq DESC',
 };
 
 /** The page query (asks for one extra row to learn whether more exist) and the count query. */
@@ -189,14 +206,102 @@ export function checkinParams(tenantId: string, machineId: string, at: number, i
   return params;
 }
 
-export function recordCheckinSql(info: CheckinInfo): string {
+function checkinSets(info: CheckinInfo): string[] {
   const sets = ["last_seen = ?", "health_status = 'Active'"];
   if (info.agentVersion !== undefined) sets.push('agent_version = ?');
   if (info.lastIpAddress !== undefined) sets.push('last_ip_address = ?');
   if (info.ipAddresses !== undefined) sets.push('ip_addresses = ?');
-  // An offboarded machine stays inactive, even if a check-in authenticated just before the offboard.
-  return `UPDATE machines SET ${sets.join(', ')} WHERE tenant_id = ? AND id = ? AND offboarded_at IS NULL`;
+  return sets;
 }
+
+/** An offboarded machine stays inactive, even if a check-in authenticated just before the offboard. */
+const ONBOARDED_MACHINE = 'tenant_id = ? AND id = ? AND offboarded_at IS NULL';
+
+export function recordCheckinSql(info: CheckinInfo): string {
+  return `UPDATE machines SET ${checkinSets(info).join(', ')} WHERE ${ONBOARDED_MACHINE}`;
+}
+
+/**
+ * A check-in that reports the addresses of the machine's open IP ranges, within the range gap
+ * of their last confirmation: the ranges simply go on, so this one UPDATE is all it writes.
+ * Changes nothing (0 rows) otherwise, and the caller records the change.
+ */
+export function checkinKeepingAddresses(tenantId: string, machineId: string, at: number, info: CheckinInfo, key: string): Sql {
+  return {
+    sql: `UPDATE machines SET ${[...checkinSets(info), 'ip_ranges_seen = ?'].join(', ')}
+      WHERE ${ONBOARDED_MACHINE} AND ip_ranges_key = ? AND ip_ranges_seen >= ?`,
+    params: [...checkinParams(tenantId, machineId, at, info).slice(0, -2), at, tenantId, machineId, key, at - IP_RANGE_GAP_MS],
+  };
+}
+
+/** The same check-in after its addresses changed: also sets the open ranges' key. */
+export function checkinChangingAddresses(tenantId: string, machineId: string, at: number, info: CheckinInfo, key: string): Sql {
+  return {
+    sql: `UPDATE machines SET ${[...checkinSets(info), 'ip_ranges_key = ?', 'ip_ranges_seen = ?'].join(', ')} WHERE ${ONBOARDED_MACHINE}`,
+    params: [...checkinParams(tenantId, machineId, at, info).slice(0, -2), key, at, tenantId, machineId],
+  };
+}
+
+export const SELECT_IP_RANGES_STATE = `SELECT ip_ranges_key, ip_ranges_seen FROM machines WHERE ${ONBOARDED_MACHINE}`;
+
+/** Ends the machine's open ranges (of the named addresses, or all) at `?`. */
+export function closeIpRangesSql(count: number | 'all'): string {
+  return `UPDATE machine_ip_ranges SET last_seen = ? WHERE tenant_id = ? AND machine_id = ? AND last_seen IS NULL${
+    count === 'all' ? '' : ` AND ip_address IN (${placeholders(count)})`
+  }`;
+}
+
+export const OPEN_IP_RANGE = `INSERT INTO machine_ip_ranges (tenant_id, machine_id, ip_address, first_seen, last_seen)
+  VALUES (?, ?, ?, ?, NULL)`;
+
+/** Keeps a machine's newest IP_RANGES_PER_MACHINE ranges (open ones always). */
+export const PRUNE_MACHINE_IP_RANGES = `DELETE FROM machine_ip_ranges
+  WHERE tenant_id = ? AND machine_id = ? AND last_seen IS NOT NULL AND seq < (
+    SELECT r.seq FROM machine_ip_ranges r WHERE r.tenant_id = ? AND r.machine_id = ?
+    ORDER BY r.seq DESC LIMIT 1 OFFSET ${IP_RANGES_PER_MACHINE - 1})`;
+
+/** Ranges that ended before `?`: closed ones, and open ones of machines silent since. */
+export const PRUNE_IP_HISTORY = [
+  'DELETE FROM machine_ip_ranges WHERE last_seen IS NOT NULL AND last_seen < ?',
+  `DELETE FROM machine_ip_ranges WHERE last_seen IS NULL AND EXISTS (SELECT 1 FROM machines m
+    WHERE m.tenant_id = machine_ip_ranges.tenant_id AND m.id = machine_ip_ranges.machine_id AND m.ip_ranges_seen < ?)`,
+] as const;
+
+/** Machines with a range of the address meeting [from, to]; an open range lasts until the machine's ip_ranges_seen. */
+export function machinesByIpSql(tenantId: string, ip: string, from: number, to: number, deviceGroups: readonly number[] | null, limit: number): Sql {
+  const params: unknown[] = [tenantId, ip, to, from, from];
+  let groups = '';
+  if (deviceGroups !== null) {
+    groups = deviceGroups.length === 0 ? ' AND 1 = 0' : ` AND m.rbac_group_id IN (${placeholders(deviceGroups.length)})`;
+    params.push(...deviceGroups);
+  }
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new Error(`invalid limit ${limit}`);
+  return {
+    sql: `SELECT m.* FROM machines m WHERE m.tenant_id = ? AND m.id IN (
+        SELECT r.machine_id FROM machine_ip_ranges r WHERE r.tenant_id = m.tenant_id AND r.ip_address = ? AND r.first_seen <= ?
+          AND (r.last_seen >= ? OR (r.last_seen IS NULL AND m.ip_ranges_seen >= ?)))${groups}
+      ORDER BY m.computer_dns_name, m.id LIMIT ${limit}`,
+    params,
+  };
+}
+
+export const INSERT_ALERT = `INSERT INTO alerts (${ALERT_COLUMNS.join(', ')}) VALUES (${placeholders(ALERT_COLUMNS.length)})`;
+export const SELECT_ALERT = 'SELECT al.* FROM alerts al WHERE al.tenant_id = ? AND al.id = ?';
+export const SELECT_ALERT_EVIDENCE = 'SELECT evidence FROM alerts WHERE tenant_id = ? AND id = ?';
+/** The alert an investigation started on the machine investigates: its newest one not Resolved. */
+export const SELECT_TRIGGERING_ALERT = `SELECT al.id FROM alerts al WHERE al.tenant_id = ? AND al.machine_id = ? AND al.status <> 'Resolved'
+  ORDER BY al.created_at DESC, al.seq DESC LIMIT 1`;
+export const LINK_ALERT_TO_INVESTIGATION =
+  'UPDATE alerts SET investigation_id = ?, investigation_state = ?, updated_at = ? WHERE tenant_id = ? AND id = ?';
+/** Only while the alert is linked to that investigation (a later one may have taken it). */
+export const FOLLOW_INVESTIGATION_STATE =
+  'UPDATE alerts SET investigation_state = ?, updated_at = ? WHERE tenant_id = ? AND id = ? AND investigation_id = ?';
+
+export const INSERT_INVESTIGATION = `INSERT INTO investigations (${INVESTIGATION_COLUMNS.join(', ')})
+  VALUES (${placeholders(INVESTIGATION_COLUMNS.length)}) RETURNING seq`;
+export const SELECT_INVESTIGATION = 'SELECT i.* FROM investigations i WHERE i.tenant_id = ? AND i.seq = ?';
+export const SELECT_INVESTIGATION_OF_ACTION = 'SELECT i.* FROM investigations i WHERE i.action_id = ?';
+export const UPDATE_INVESTIGATION = 'UPDATE investigations SET state = ?, status_details = ?, cancelled_by = ?, end_time = ? WHERE seq = ?';
 
 export const MARK_INACTIVE = `UPDATE machines SET health_status = 'Inactive'
   WHERE health_status = 'Active' AND last_seen < ?`;

@@ -1,6 +1,8 @@
 import type {
   ActionEvent,
   AgentCredential,
+  Alert,
+  Investigation,
   Application,
   EnrollmentSecret,
   Machine,
@@ -359,5 +361,153 @@ export function rowToReenrollGrant(r: Row): ReenrollGrant {
     createdAt: num(r.created_at),
     expiresAt: num(r.expires_at),
     usedAt: numOrNull(r.used_at),
+  };
+}
+
+export const ALERT_COLUMNS = [
+  'id',
+  'tenant_id',
+  'machine_id',
+  'action_id',
+  'incident_id',
+  'investigation_id',
+  'investigation_state',
+  'assigned_to',
+  'severity',
+  'status',
+  'classification',
+  'determination',
+  'detection_source',
+  'detector_id',
+  'category',
+  'threat_family_name',
+  'threat_name',
+  'title',
+  'description',
+  'created_at',
+  'first_event_at',
+  'last_event_at',
+  'updated_at',
+  'resolved_at',
+  'computer_dns_name',
+  'rbac_group_name',
+  'mitre_techniques',
+  'related_user',
+  'comments',
+  'evidence',
+] as const;
+
+export function alertParams(a: Alert): unknown[] {
+  return [
+    a.id,
+    a.tenantId,
+    a.machineId,
+    a.actionId,
+    a.incidentId,
+    a.investigationId,
+    a.investigationState,
+    a.assignedTo,
+    a.severity,
+    a.status,
+    a.classification,
+    a.determination,
+    a.detectionSource,
+    a.detectorId,
+    a.category,
+    a.threatFamilyName,
+    a.threatName,
+    a.title,
+    a.description,
+    a.alertCreationTime,
+    a.firstEventTime,
+    a.lastEventTime,
+    a.lastUpdateTime,
+    a.resolvedTime,
+    a.computerDnsName,
+    a.rbacGroupName,
+    JSON.stringify(a.mitreTechniques),
+    a.relatedUser === null ? null : JSON.stringify(a.relatedUser),
+    JSON.stringify(a.comments),
+    JSON.stringify(a.evidence),
+  ];
+}
+
+export function rowToAlert(r: Row): Alert {
+  return {
+    id: String(r.id),
+    tenantId: String(r.tenant_id),
+    incidentId: numOrNull(r.incident_id),
+    investigationId: numOrNull(r.investigation_id),
+    assignedTo: strOrNull(r.assigned_to),
+    severity: r.severity as Alert['severity'],
+    status: r.status as Alert['status'],
+    classification: strOrNull(r.classification),
+    determination: strOrNull(r.determination),
+    investigationState: strOrNull(r.investigation_state) as Alert['investigationState'],
+    detectionSource: String(r.detection_source),
+    detectorId: String(r.detector_id),
+    category: String(r.category),
+    threatFamilyName: strOrNull(r.threat_family_name),
+    title: String(r.title),
+    description: String(r.description),
+    alertCreationTime: num(r.created_at),
+    firstEventTime: numOrNull(r.first_event_at),
+    lastEventTime: numOrNull(r.last_event_at),
+    lastUpdateTime: num(r.updated_at),
+    resolvedTime: numOrNull(r.resolved_at),
+    machineId: String(r.machine_id),
+    computerDnsName: strOrNull(r.computer_dns_name),
+    rbacGroupName: strOrNull(r.rbac_group_name),
+    threatName: strOrNull(r.threat_name),
+    mitreTechniques: JSON.parse(String(r.mitre_techniques)),
+    relatedUser: r.related_user === null || r.related_user === undefined ? null : JSON.parse(String(r.related_user)),
+    comments: JSON.parse(String(r.comments)),
+    evidence: JSON.parse(String(r.evidence)),
+    actionId: String(r.action_id),
+  };
+}
+
+/** Columns an investigation is inserted with (seq, its id, is the database's). */
+export const INVESTIGATION_COLUMNS = [
+  'tenant_id',
+  'machine_id',
+  'computer_dns_name',
+  'action_id',
+  'state',
+  'status_details',
+  'cancelled_by',
+  'start_time',
+  'end_time',
+  'triggering_alert_id',
+] as const;
+
+export function investigationParams(i: Omit<Investigation, 'id'>): unknown[] {
+  return [
+    i.tenantId,
+    i.machineId,
+    i.computerDnsName,
+    i.actionId,
+    i.state,
+    i.statusDetails,
+    i.cancelledBy,
+    i.startTime,
+    i.endTime,
+    i.triggeringAlertId,
+  ];
+}
+
+export function rowToInvestigation(r: Row): Investigation {
+  return {
+    id: String(num(r.seq)),
+    tenantId: String(r.tenant_id),
+    startTime: num(r.start_time),
+    endTime: numOrNull(r.end_time),
+    state: r.state as Investigation['state'],
+    cancelledBy: strOrNull(r.cancelled_by),
+    statusDetails: strOrNull(r.status_details),
+    machineId: String(r.machine_id),
+    computerDnsName: strOrNull(r.computer_dns_name),
+    triggeringAlertId: strOrNull(r.triggering_alert_id),
+    actionId: String(r.action_id),
   };
 }

@@ -222,4 +222,85 @@ CREATE TABLE reenroll_grants (
 CREATE INDEX reenroll_grants_by_machine ON reenroll_grants (tenant_id, machine_id);
 `,
   },
+  {
+    version: 7,
+    name: 'ip history, alerts, investigations',
+    sql: (d) => `
+-- Each machine's IP history (findbyip): when it was seen with an address. An open range
+-- (last_seen NULL) lasts until machines.ip_ranges_seen, the last check-in that confirmed the
+-- addresses in machines.ip_ranges_key, so a check-in that keeps its addresses writes only the
+-- machine's row.
+CREATE TABLE machine_ip_ranges (
+  seq ${d.serialKey},
+  tenant_id TEXT NOT NULL,
+  machine_id TEXT NOT NULL,
+  ip_address TEXT NOT NULL,
+  first_seen ${d.int} NOT NULL,
+  last_seen ${d.int},
+  FOREIGN KEY (tenant_id, machine_id) REFERENCES machines (tenant_id, id)
+);
+CREATE INDEX machine_ip_ranges_by_ip ON machine_ip_ranges (tenant_id, ip_address, first_seen);
+CREATE INDEX machine_ip_ranges_by_machine ON machine_ip_ranges (tenant_id, machine_id, seq);
+CREATE INDEX machine_ip_ranges_closed ON machine_ip_ranges (last_seen) WHERE last_seen IS NOT NULL;
+ALTER TABLE machines ADD COLUMN ip_ranges_key TEXT;
+ALTER TABLE machines ADD COLUMN ip_ranges_seen ${d.int};
+
+-- Alerts: raised only by what a machine reports finding, linked to the action that found it.
+CREATE TABLE alerts (
+  seq ${d.serialKey},
+  id TEXT NOT NULL UNIQUE,
+  tenant_id TEXT NOT NULL,
+  machine_id TEXT NOT NULL,
+  action_id TEXT NOT NULL REFERENCES machine_actions (id),
+  incident_id ${d.int},
+  investigation_id ${d.int},
+  investigation_state TEXT,
+  assigned_to TEXT,
+  severity TEXT NOT NULL,
+  status TEXT NOT NULL,
+  classification TEXT,
+  determination TEXT,
+  detection_source TEXT NOT NULL,
+  detector_id TEXT NOT NULL,
+  category TEXT NOT NULL,
+  threat_family_name TEXT,
+  threat_name TEXT,
+  title TEXT NOT NULL,
+  description TEXT NOT NULL,
+  created_at ${d.int} NOT NULL,
+  first_event_at ${d.int},
+  last_event_at ${d.int},
+  updated_at ${d.int} NOT NULL,
+  resolved_at ${d.int},
+  computer_dns_name TEXT,
+  rbac_group_name TEXT,
+  mitre_techniques TEXT NOT NULL DEFAULT '[]',
+  related_user TEXT,
+  comments TEXT NOT NULL DEFAULT '[]',
+  evidence TEXT NOT NULL DEFAULT '[]',
+  FOREIGN KEY (tenant_id, machine_id) REFERENCES machines (tenant_id, id)
+);
+CREATE INDEX alerts_by_time ON alerts (tenant_id, created_at, seq);
+CREATE INDEX alerts_by_machine ON alerts (tenant_id, machine_id, created_at);
+CREATE INDEX alerts_by_action ON alerts (action_id);
+
+-- Investigations: each owns the CollectInvestigationPackage action it runs; seq is its id.
+CREATE TABLE investigations (
+  seq ${d.serialKey},
+  tenant_id TEXT NOT NULL,
+  machine_id TEXT NOT NULL,
+  computer_dns_name TEXT,
+  action_id TEXT NOT NULL UNIQUE REFERENCES machine_actions (id),
+  state TEXT NOT NULL,
+  status_details TEXT,
+  cancelled_by TEXT,
+  start_time ${d.int} NOT NULL,
+  end_time ${d.int},
+  triggering_alert_id TEXT REFERENCES alerts (id),
+  FOREIGN KEY (tenant_id, machine_id) REFERENCES machines (tenant_id, id)
+);
+CREATE INDEX investigations_by_time ON investigations (tenant_id, start_time, seq);
+CREATE INDEX investigations_by_machine ON investigations (tenant_id, machine_id, start_time);
+`,
+  },
 ];

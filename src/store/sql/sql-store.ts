@@ -1,8 +1,13 @@
+import { investigationProgress } from '../../domain/investigations.js';
+import { IP_RANGE_GAP_MS, reportedAddresses } from '../../domain/ip.js';
 import type {
   ActionEvent,
   AgentCredential,
+  Alert,
+  AlertEvidence,
   Application,
   EnrollmentSecret,
+  Investigation,
   Machine,
   MachineAction,
   ReenrollGrant,
@@ -11,7 +16,7 @@ import type {
   User,
 } from '../../domain/model.js';
 import { OFFBOARDED } from '../../domain/model.js';
-import { MACHINE_ACTION_SET } from '../../domain/query-sets.js';
+import { ALERT_SET, INVESTIGATION_SET, MACHINE_ACTION_SET } from '../../domain/query-sets.js';
 import type {
   AttachProof,
   CheckinInfo,
@@ -110,6 +115,9 @@ function* transitionAction(change: Transition): Operation<MachineAction | null> 
     yield { sql: Q.REVOKE_AGENT_CREDENTIALS, params: [at, action.tenantId, action.machineId] };
     yield { sql: Q.DELETE_UNUSED_REENROLL_GRANTS, params: [action.tenantId, action.machineId] };
   }
+  // What the report found is raised with it: an acknowledged report and its alerts are one commit.
+  for (const alert of change.alerts ?? []) yield { sql: Q.INSERT_ALERT, params: R.alertParams(alert) };
+  if (action.type === 'CollectInvestigationPackage') yield* followInvestigation(action);
   return action;
 }
 
@@ -130,6 +138,77 @@ function* attachAgent(machine: Machine, credential: AgentCredential, proof: Atta
   }
   yield { sql: Q.INSERT_AGENT_CREDENTIAL, params: R.agentCredentialParams(credential) };
   return true;
+}
+
+/** An investigation's state follows its package collection, in the action's own transaction. */
+function* followInvestigation(action: MachineAction): Operation<void> {
+  const { rows } = yield { sql: Q.SELECT_INVESTIGATION_OF_ACTION, params: [action.id] };
+  if (!rows[0]) return;
+  const investigation = R.rowToInvestigation(rows[0]);
+  let trigger: AlertEvidence[] | null = null;
+  if (investigation.triggeringAlertId !== null) {
+    const alert = yield { sql: Q.SELECT_ALERT_EVIDENCE, params: [action.tenantId, investigation.triggeringAlertId] };
+    trigger = alert.rows[0] ? (JSON.parse(String(alert.rows[0].evidence)) as AlertEvidence[]) : null;
+  }
+  const next = investigationProgress(action, trigger);
+  yield { sql: Q.UPDATE_INVESTIGATION, params: [next.state, next.statusDetails, next.cancelledBy, next.endTime, Number(investigation.id)] };
+  if (investigation.triggeringAlertId !== null) {
+    yield {
+      sql: Q.FOLLOW_INVESTIGATION_STATE,
+      params: [next.state, action.lastUpdateDateTimeUtc, action.tenantId, investigation.triggeringAlertId, Number(investigation.id)],
+    };
+  }
+}
+
+function* insertInvestigation(action: MachineAction, event: EventInput): Operation<Investigation | 'conflict' | 'offboarded'> {
+  const inserted = yield* insertAction(action, event, undefined);
+  if (inserted === 'offboarded' || inserted === 'conflict') return inserted;
+  const trigger = yield { sql: Q.SELECT_TRIGGERING_ALERT, params: [action.tenantId, action.machineId] };
+  const triggeringAlertId = trigger.rows[0] ? String(trigger.rows[0].id) : null;
+  const progress = investigationProgress(action, null);
+  const draft: Omit<Investigation, 'id'> = {
+    tenantId: action.tenantId,
+    startTime: action.creationDateTimeUtc,
+    endTime: progress.endTime,
+    state: progress.state,
+    cancelledBy: progress.cancelledBy,
+    statusDetails: progress.statusDetails,
+    machineId: action.machineId,
+    computerDnsName: action.computerDnsName,
+    triggeringAlertId,
+    actionId: action.id,
+  };
+  const { rows } = yield { sql: Q.INSERT_INVESTIGATION, params: R.investigationParams(draft) };
+  const id = Number(rows[0]!.seq);
+  if (triggeringAlertId !== null) {
+    yield { sql: Q.LINK_ALERT_TO_INVESTIGATION, params: [id, draft.state, action.creationDateTimeUtc, action.tenantId, triggeringAlertId] };
+  }
+  return { ...draft, id: String(id) };
+}
+
+/**
+ * A check-in whose addresses differ from the machine's open IP ranges, or that comes after a
+ * gap: ranges of addresses no longer reported end at their last confirmation (all of them after
+ * a gap), new addresses open ranges, and the machine keeps its newest ranges only.
+ */
+function* recordAddressChange(tenantId: string, machineId: string, at: number, info: CheckinInfo, addresses: readonly string[]): Operation<void> {
+  const { rows } = yield { sql: Q.SELECT_IP_RANGES_STATE, params: [tenantId, machineId], forUpdate: true };
+  const row = rows[0];
+  if (!row) return;
+  const seen = row.ip_ranges_seen === null || row.ip_ranges_seen === undefined ? null : Number(row.ip_ranges_seen);
+  const continuing = seen !== null && seen >= at - IP_RANGE_GAP_MS;
+  const open = continuing && row.ip_ranges_key ? String(row.ip_ranges_key).split(',') : [];
+  const ending = open.filter((ip) => !addresses.includes(ip));
+  if (!continuing) {
+    yield { sql: Q.closeIpRangesSql('all'), params: [seen ?? at, tenantId, machineId] };
+  } else if (ending.length > 0) {
+    yield { sql: Q.closeIpRangesSql(ending.length), params: [seen, tenantId, machineId, ...ending] };
+  }
+  const opening = addresses.filter((ip) => !open.includes(ip));
+  for (const ip of opening) yield { sql: Q.OPEN_IP_RANGE, params: [tenantId, machineId, ip, at] };
+  if (opening.length > 0) yield { sql: Q.PRUNE_MACHINE_IP_RANGES, params: [tenantId, machineId, tenantId, machineId] };
+  const update = Q.checkinChangingAddresses(tenantId, machineId, at, info, addresses.join(','));
+  yield { sql: update.sql, params: update.params };
 }
 
 function* appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kind'], event: EventInput): Operation<boolean> {
@@ -333,11 +412,54 @@ export abstract class SqlStore implements Store {
   }
 
   async recordCheckin(tenantId: string, machineId: string, at: number, info: CheckinInfo): Promise<void> {
-    await this.exec(Q.recordCheckinSql(info), Q.checkinParams(tenantId, machineId, at, info));
+    const addresses = reportedAddresses(info);
+    if (addresses === undefined) {
+      await this.exec(Q.recordCheckinSql(info), Q.checkinParams(tenantId, machineId, at, info));
+      return;
+    }
+    // The usual check-in keeps its addresses: one UPDATE, as a check-in without them.
+    const keep = Q.checkinKeepingAddresses(tenantId, machineId, at, info, addresses.join(','));
+    if ((await this.exec(keep.sql, keep.params)) > 0) return;
+    await this.transaction(() => recordAddressChange(tenantId, machineId, at, info, addresses));
   }
 
   markInactiveMachines(seenBefore: number): Promise<number> {
     return this.exec(Q.MARK_INACTIVE, [seenBefore]);
+  }
+
+  findMachinesByIp(tenantId: string, ip: string, from: number, to: number, deviceGroups: readonly number[] | null, limit: number): Promise<Machine[]> {
+    const q = Q.machinesByIpSql(tenantId, ip, from, to, deviceGroups, limit);
+    return this.many(q.sql, q.params, R.rowToMachine);
+  }
+
+  pruneIpHistory(before: number): Promise<number> {
+    return this.transaction(function* () {
+      let removed = 0;
+      for (const sql of Q.PRUNE_IP_HISTORY) removed += (yield { sql, params: [before] }).changes;
+      return removed;
+    });
+  }
+
+  insertInvestigation(action: MachineAction, event: EventInput): Promise<Investigation | 'conflict' | 'offboarded'> {
+    return this.transaction(() => insertInvestigation(action, event));
+  }
+
+  /** Ids are numbers; anything else names no investigation. */
+  async getInvestigation(tenantId: string, id: string): Promise<Investigation | null> {
+    if (!/^[0-9]{1,15}$/.test(id)) return null;
+    return this.one(Q.SELECT_INVESTIGATION, [tenantId, Number(id)], R.rowToInvestigation);
+  }
+
+  listInvestigations(tenantId: string, query: ListQuery): Promise<Page<Investigation>> {
+    return this.page(Q.listSql(Q.INVESTIGATION_LIST, INVESTIGATION_SET, tenantId, query, 'i.start_time DESC'), query, R.rowToInvestigation);
+  }
+
+  getAlert(tenantId: string, id: string): Promise<Alert | null> {
+    return this.one(Q.SELECT_ALERT, [tenantId, id], R.rowToAlert);
+  }
+
+  listAlerts(tenantId: string, query: ListQuery): Promise<Page<Alert>> {
+    return this.page(Q.listSql(Q.ALERT_LIST, ALERT_SET, tenantId, query, 'al.created_at DESC'), query, R.rowToAlert);
   }
 }
 
