@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { AgentActionWire, EnrollRequest } from '../dispatch/protocol.js';
-import type { LiveResponseCommand } from '../domain/model.js';
+import type { AgentActionWire, CheckinRequest, EnrollRequest } from '../dispatch/protocol.js';
+import type { IpAddress, LiveResponseCommand } from '../domain/model.js';
 import { AgentClient, ServerError } from './client.js';
 import type { ExecutionOutcome, Executor } from './executor.js';
 import { checkServerUrl } from './server-url.js';
@@ -25,7 +25,18 @@ export interface AgentOptions {
   executor: Executor;
   /** The longest a check-in may wait for work (the server picks its own, shorter, wait). */
   maxWaitSeconds?: number;
+  /**
+   * The machine's addresses now, read at every check-in (a real machine's change: DHCP, a new
+   * interface). Without it, check-ins report `machine.ipAddresses`.
+   */
+  addresses?: () => IpAddress[];
   log?: AgentLog;
+}
+
+/** Every machine has these: they say nothing about which machine it is. */
+function isLoopback(address: string): boolean {
+  const ip = address.replace(/^::ffff:/i, '');
+  return ip.startsWith('127.') || ip === '::1' || ip === '0.0.0.0' || ip === '::';
 }
 
 /** Where the agent tells what it does; 'warn' marks trouble (the server unreachable, a refusal). */
@@ -186,10 +197,7 @@ export class Agent {
             running: [...this.running.keys()],
             maxWaitSeconds: this.options.maxWaitSeconds ?? 60,
             agentVersion: AGENT_VERSION,
-            // The address this machine reaches the server from, once known; else what it enrolled with.
-            ...((this.client.localAddress ?? this.options.machine.lastIpAddress)
-              ? { lastIpAddress: this.client.localAddress ?? this.options.machine.lastIpAddress }
-              : {}),
+            ...this.addresses(),
           },
           this.stopping.signal,
         );
@@ -241,6 +249,25 @@ export class Agent {
   private refused(reason: string): void {
     this.stoppedBecause = reason;
     for (const { controller } of this.running.values()) controller.abort('shutdown' satisfies StopReason);
+  }
+
+  /**
+   * What a check-in says of the machine's addresses (the server keeps their history for
+   * findbyip): its interfaces, and as lastIpAddress the address it reaches the server from,
+   * unless that is a loopback address (a server on the same machine, the simulated fleet): then
+   * its first IPv4 address, else the one it was started with.
+   */
+  private addresses(): Pick<CheckinRequest, 'lastIpAddress' | 'ipAddresses'> {
+    const ipAddresses = this.options.addresses ? this.options.addresses() : this.options.machine.ipAddresses;
+    const socket = this.client.localAddress;
+    const lastIpAddress =
+      socket && !isLoopback(socket)
+        ? socket.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '')
+        : (ipAddresses?.find((a) => !a.ipAddress.includes(':'))?.ipAddress ?? this.options.machine.lastIpAddress);
+    return {
+      ...(lastIpAddress ? { lastIpAddress } : {}),
+      ...(ipAddresses ? { ipAddresses } : {}),
+    };
   }
 
   private begin(action: AgentActionWire): void {

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { IpAddress } from '../domain/model.js';
 import { Agent, AgentRefusal } from './agent.js';
 import { SimulatedExecutor, type Simulation } from './executors/simulated.js';
 import { FileState } from './state.js';
@@ -31,6 +32,17 @@ export class SimulatedFleet {
     return `sim-${String(i + 1).padStart(2, '0')}.${domain}`;
   }
 
+  /**
+   * Simulated machine i's own address, distinct and plausible (10.200.0.2, 10.200.0.3, ...),
+   * with a locally administered MAC address derived from it: what its check-ins report, so
+   * findbyip and lastIpAddress tell the fleet's machines apart.
+   */
+  static machineAddress(i: number): IpAddress {
+    const [a, b, c, d] = [10, 200, Math.floor((i + 1) / 250), ((i + 1) % 250) + 1];
+    const mac = ['02', '00', a, b, c, d].map((x) => (typeof x === 'string' ? x : x.toString(16).padStart(2, '0').toUpperCase())).join('-');
+    return { ipAddress: `${a}.${b}.${c}.${d}`, macAddress: mac, type: 'eth0', operationalStatus: 'Up' };
+  }
+
   async start(): Promise<void> {
     const { options } = this;
     const domain = options.domain ?? 'demo.countermand.local';
@@ -49,7 +61,8 @@ export class SimulatedFleet {
           osVersion: 'Simulated',
           osProcessor: 'x64',
           osArchitecture: '64-bit',
-          lastIpAddress: `10.200.${Math.floor((i + 1) / 250)}.${((i + 1) % 250) + 1}`,
+          lastIpAddress: SimulatedFleet.machineAddress(i).ipAddress,
+          ipAddresses: [SimulatedFleet.machineAddress(i)],
         },
         state: new FileState(join(options.stateDir, name)),
         executor,

@@ -126,6 +126,7 @@ export function registerAgentCommand(program: Command): void {
         state: new FileState(flags.stateDir),
         executor,
         maxWaitSeconds: Number(flags.maxWait),
+        addresses: localAddresses,
         log: (message, detail, level = 'info') => logger[level]({ ...detail }, message),
       });
       try {

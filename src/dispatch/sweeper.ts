@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { ACTION_DEFINITIONS } from '../domain/catalog.js';
+import { FINDBYIP_WINDOW_MS, IP_HISTORY_MS } from '../domain/ip.js';
 import type { ActionType } from '../domain/model.js';
 import type { Store } from '../domain/store.js';
 import type { ActionsService } from '../services/actions.js';
@@ -19,6 +20,8 @@ export interface SweeperOptions {
 }
 
 const BATCH = 500;
+/** IP history older than findbyip can ask about is removed at most this often. */
+const IP_HISTORY_PRUNE_EVERY_MS = 3_600_000;
 
 /**
  * Ends overdue actions with TimeOut and marks silent machines Inactive, on a timer. Safe to run
@@ -31,6 +34,7 @@ export class Sweeper {
   private readonly now: () => number;
   /** Action types grouped by deadline, so long-running types never crowd out the others' batch. */
   private readonly byDeadline = new Map<number, ActionType[]>();
+  private lastIpHistoryPrune = -Infinity;
 
   constructor(private readonly options: SweeperOptions) {
     this.now = options.now ?? Date.now;
@@ -55,8 +59,8 @@ export class Sweeper {
     await this.running;
   }
 
-  /** One pass; returns what it changed. */
-  async sweep(): Promise<{ timedOut: number; inactive: number }> {
+  /** One pass; returns what it changed. (Investigations time out with their actions.) */
+  async sweep(): Promise<{ timedOut: number; inactive: number; ipRangesRemoved: number }> {
     const { store, actions } = this.options;
     const now = this.now();
     let timedOut = 0;
@@ -67,7 +71,13 @@ export class Sweeper {
       for (const action of overdue) if (await actions.timeOut(action, 'execution')) timedOut++;
     }
     const inactive = await store.markInactiveMachines(now - this.options.inactiveAfterSeconds * 1000);
-    if (timedOut > 0 || inactive > 0) this.options.logger.info({ timedOut, inactive }, 'sweep');
-    return { timedOut, inactive };
+    let ipRangesRemoved = 0;
+    if (now - this.lastIpHistoryPrune >= IP_HISTORY_PRUNE_EVERY_MS) {
+      // Nothing findbyip may still ask about: a range that ended before its oldest window.
+      ipRangesRemoved = await store.pruneIpHistory(now - IP_HISTORY_MS - FINDBYIP_WINDOW_MS);
+      this.lastIpHistoryPrune = now;
+    }
+    if (timedOut > 0 || inactive > 0 || ipRangesRemoved > 0) this.options.logger.info({ timedOut, inactive, ipRangesRemoved }, 'sweep');
+    return { timedOut, inactive, ipRangesRemoved };
   }
 }

@@ -37,4 +37,9 @@ export class MachinesService {
   list(caller: Caller, query: Omit<ListQuery, 'deviceGroups'>): Promise<Page<Machine>> {
     return this.store.listMachines(caller.tenantId, { ...query, deviceGroups: caller.deviceGroups });
   }
+
+  /** Machines the caller can see that had the (canonical) address at some time in [from, to]. */
+  findByIp(caller: Caller, ip: string, from: number, to: number, limit: number): Promise<Machine[]> {
+    return this.store.findMachinesByIp(caller.tenantId, ip, from, to, caller.deviceGroups, limit);
+  }
 }

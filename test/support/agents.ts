@@ -3,6 +3,7 @@ import type { ExecutionContext, ExecutionOutcome, Executor } from '../../src/age
 import { SimulatedExecutor, type Simulation } from '../../src/agent/executors/simulated.js';
 import { MemoryState } from '../../src/agent/state.js';
 import { createEnrollmentToken } from '../../src/dispatch/enrollment.js';
+import type { EnrollRequest } from '../../src/dispatch/protocol.js';
 import type { Store } from '../../src/domain/store.js';
 
 /** Polls `probe` until it returns something truthy: tests wait for states, never for time. */
@@ -57,13 +58,14 @@ export async function startAgent(
   simulation: Simulation = {},
   state = new MemoryState(),
   ca?: Buffer,
+  machine: Omit<EnrollRequest['machine'], 'computerDnsName'> = {},
 ): Promise<RunningAgent> {
   const executor = new WatchedExecutor(simulation);
   const agent = new Agent({
     serverUrl,
     ...(ca ? { ca } : {}),
     enrollmentToken: token,
-    machine: { computerDnsName: name },
+    machine: { ...machine, computerDnsName: name },
     state,
     executor,
     maxWaitSeconds: 30,

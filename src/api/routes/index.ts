@@ -3,6 +3,7 @@ import { cancelMachineAction } from './machine-actions/cancel-machine-action.js'
 import { getMachineAction } from './machine-actions/get-machine-action.js';
 import { listMachineActions } from './machine-actions/list-machine-actions.js';
 import { createMachineActions } from './machines/create-machine-action.js';
+import { findMachinesByIp } from './machines/find-machines-by-ip.js';
 import { getMachine } from './machines/get-machine.js';
 import { listMachines } from './machines/list-machines.js';
 
@@ -13,4 +14,5 @@ export const OPERATIONS: readonly Operation[] = [
   ...createMachineActions,
   listMachines,
   getMachine,
+  findMachinesByIp,
 ];
