@@ -28,6 +28,7 @@ import { registerTokenService } from './identity/token-service.js';
 import { TokenIssuer, acceptedAudiences } from './identity/tokens.js';
 import { createLogger } from './logger.js';
 import { ActionsService } from './services/actions.js';
+import { AlertsService } from './services/alerts.js';
 import { MachinesService } from './services/machines.js';
 import type { PostgresStore } from './store/postgres/postgres-store.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
@@ -161,6 +162,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     const ctx: ApiContext = {
       actions,
       machines,
+      alerts: new AlertsService(store, machines),
       baseUrl: () => baseUrl,
       pageSize: config.pageSize,
       cancelRequiresMatchingPermission: config.cancelRequiresMatchingPermission,

@@ -4,6 +4,7 @@ import type { Caller } from '../domain/caller.js';
 import type { EndpointPermissions } from '../domain/permissions.js';
 import type { RateLimitPolicy } from '../domain/rate-limits.js';
 import type { ActionsService } from '../services/actions.js';
+import type { AlertsService } from '../services/alerts.js';
 import type { MachinesService } from '../services/machines.js';
 
 declare module 'fastify' {
@@ -17,6 +18,7 @@ declare module 'fastify' {
 export interface ApiContext {
   actions: ActionsService;
   machines: MachinesService;
+  alerts: AlertsService;
   /** The server's public base URL, without a trailing slash (for @odata.context and links). */
   baseUrl(): string;
   /** Rows per page when the client gives no $top (contract §5: 10000). */

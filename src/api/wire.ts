@@ -1,4 +1,4 @@
-import type { Machine, MachineAction } from '../domain/model.js';
+import type { Alert, AlertEvidence, Investigation, Machine, MachineAction } from '../domain/model.js';
 import { toWireTime } from '../domain/time.js';
 
 /**
@@ -96,4 +96,97 @@ export const actionEntity = (base: string, a: MachineAction) => ({
 export const machineEntity = (base: string, m: Machine) => ({
   '@odata.context': entityContext(base, 'Machines'),
   ...machineToWire(m),
+});
+
+/** An Investigation as MDE sends it (contract §2 row 21, §10). */
+export function investigationToWire(i: Investigation) {
+  return {
+    id: i.id,
+    startTime: toWireTime(i.startTime),
+    endTime: toWireTime(i.endTime),
+    state: i.state,
+    cancelledBy: i.cancelledBy,
+    statusDetails: i.statusDetails,
+    machineId: i.machineId,
+    computerDnsName: i.computerDnsName,
+    triggeringAlertId: i.triggeringAlertId,
+  };
+}
+
+export const investigationEntity = (base: string, i: Investigation) => ({
+  '@odata.context': entityContext(base, 'Investigations'),
+  ...investigationToWire(i),
+});
+
+function evidenceToWire(e: AlertEvidence) {
+  return {
+    entityType: e.entityType,
+    evidenceCreationTime: toWireTime(e.evidenceCreationTime),
+    sha1: e.sha1,
+    sha256: e.sha256,
+    fileName: e.fileName,
+    filePath: e.filePath,
+    processId: e.processId,
+    processCommandLine: e.processCommandLine,
+    processCreationTime: toWireTime(e.processCreationTime),
+    parentProcessId: e.parentProcessId,
+    parentProcessCreationTime: toWireTime(e.parentProcessCreationTime),
+    parentProcessFileName: e.parentProcessFileName,
+    parentProcessFilePath: e.parentProcessFilePath,
+    ipAddress: e.ipAddress,
+    url: e.url,
+    registryKey: e.registryKey,
+    registryHive: e.registryHive,
+    registryValueType: e.registryValueType,
+    registryValue: e.registryValue,
+    accountName: e.accountName,
+    domainName: e.domainName,
+    userSid: e.userSid,
+    aadUserId: e.aadUserId,
+    userPrincipalName: e.userPrincipalName,
+    detectionStatus: e.detectionStatus,
+  };
+}
+
+/**
+ * An Alert as MDE sends it (contract §10), in the order of its docs. Lists carry `evidence`
+ * only with `$expand=evidence`, as MDE's do; a single alert always carries it.
+ */
+export function alertToWire(a: Alert, withEvidence: boolean) {
+  return {
+    id: a.id,
+    incidentId: a.incidentId,
+    investigationId: a.investigationId,
+    assignedTo: a.assignedTo,
+    severity: a.severity,
+    status: a.status,
+    classification: a.classification,
+    determination: a.determination,
+    investigationState: a.investigationState,
+    detectionSource: a.detectionSource,
+    detectorId: a.detectorId,
+    category: a.category,
+    threatFamilyName: a.threatFamilyName,
+    title: a.title,
+    description: a.description,
+    alertCreationTime: toWireTime(a.alertCreationTime),
+    firstEventTime: toWireTime(a.firstEventTime),
+    lastEventTime: toWireTime(a.lastEventTime),
+    lastUpdateTime: toWireTime(a.lastUpdateTime),
+    resolvedTime: toWireTime(a.resolvedTime),
+    machineId: a.machineId,
+    computerDnsName: a.computerDnsName,
+    rbacGroupName: a.rbacGroupName,
+    aadTenantId: a.tenantId,
+    threatName: a.threatName,
+    mitreTechniques: a.mitreTechniques,
+    relatedUser: a.relatedUser ? { userName: a.relatedUser.userName, domainName: a.relatedUser.domainName } : null,
+    comments: a.comments.map((c) => ({ comment: c.comment, createdBy: c.createdBy, createdTime: toWireTime(c.createdTime) })),
+    evidence: withEvidence ? a.evidence.map(evidenceToWire) : [],
+  };
+}
+
+export const alertEntity = (base: string, a: Alert) => ({
+  '@odata.context': entityContext(base, 'Alerts'),
+  ...alertToWire(a, true),
 });

@@ -51,6 +51,8 @@ export const ERRORS = {
   ForbiddenMessage: (message: string) => new ApiError('Forbidden', 403, message),
   NotFound: (message = 'The requested resource was not found.') => new ApiError('NotFound', 404, message),
   ActionNotFound: (id: string) => new ApiError('NotFound', 404, `Machine action ${id} was not found`),
+  AlertNotFound: (id: string) => new ApiError('NotFound', 404, `Alert ${id} was not found`),
+  InvestigationNotFound: (id: string) => new ApiError('NotFound', 404, `Investigation ${id} was not found`),
   ResourceNotFound: (machineId: string) =>
     new ApiError('ResourceNotFound', 404, `Machine ${machineId} was not found`),
   MethodNotAllowed: (method: string, allow: readonly string[]) =>

@@ -23,6 +23,23 @@ export const READ_MACHINES: EndpointPermissions = {
   role: 'View data',
 };
 
+/** GET alerts and investigations (contract §2 rows 22-25). */
+export const READ_ALERTS: EndpointPermissions = {
+  app: ['Alert.Read.All', 'Alert.ReadWrite.All'],
+  delegated: ['Alert.Read', 'Alert.ReadWrite'],
+  role: 'View data',
+};
+
+/**
+ * POST startInvestigation (contract §2 row 21). The role is 'Alerts investigation', MDE's role
+ * for starting automated investigations and for collecting packages, which it does.
+ */
+export const START_INVESTIGATION: EndpointPermissions = {
+  app: ['Alert.ReadWrite.All'],
+  delegated: ['Alert.ReadWrite'],
+  role: 'Alerts investigation',
+};
+
 /** Permissions to create each action type. */
 export const ACTION_PERMISSIONS: Readonly<Record<ActionType, EndpointPermissions>> = {
   Isolate: { app: ['Machine.Isolate'], delegated: ['Machine.Isolate'], role: 'Active remediation actions' },
@@ -89,6 +106,7 @@ export const KNOWN_APP_ROLES = [
   'Machine.StopAndQuarantine',
   'Machine.LiveResponse',
   'Library.Manage',
+  'Alert.Read.All',
   'Alert.ReadWrite.All',
 ] as const;
 
@@ -103,5 +121,6 @@ export const KNOWN_DELEGATED_SCOPES = [
   'Machine.StopAndQuarantine',
   'Machine.LiveResponse',
   'Library.Manage',
+  'Alert.Read',
   'Alert.ReadWrite',
 ] as const;

@@ -1,9 +1,10 @@
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import type { Caller } from '../domain/caller.js';
 import { ACTION_CATALOG } from '../domain/catalog.js';
+import { alertId, alertsFromReport } from '../domain/detections.js';
 import { ERRORS } from '../domain/errors.js';
 import { ACTIVE_STATUSES } from '../domain/lifecycle.js';
-import type { ActionType, LiveResponseCommand, MachineAction } from '../domain/model.js';
+import type { ActionType, Alert, Investigation, LiveResponseCommand, Machine, MachineAction } from '../domain/model.js';
 import type { ListQuery, Page, Store } from '../domain/store.js';
 import type { MachinesService } from './machines.js';
 
@@ -66,9 +67,45 @@ export class ActionsService {
     const machine = await this.machines.resolveForAction(caller, machineKey);
     if (machine.offboardedAt !== null) throw ERRORS.MachineOffboarded(machine.id);
     const definition = ACTION_CATALOG[type];
-    const specifics = definition.specifics(body);
+    const action = this.build(caller, machine, type, body);
+    const outcome = await this.store.insertAction(
+      action,
+      { at: action.creationDateTimeUtc, actor: caller.displayName, comment: action.requestorComment },
+      definition.tenantConcurrency,
+    );
+    if (outcome === 'offboarded') throw ERRORS.MachineOffboarded(machine.id);
+    if (outcome === 'conflict') throw ERRORS.ActiveRequestAlreadyExists();
+    if (outcome === 'limit') throw ERRORS.TooManyActive(type, definition.tenantConcurrency!);
+    this.listener?.actionCreated(action);
+    return action;
+  }
+
+  /**
+   * Starts an automated investigation on the machine (contract §2 row 21): it collects the
+   * machine's investigation package, as a CollectInvestigationPackage action with the caller as
+   * requestor, and follows that action to its end. A package collection already running on the
+   * machine is ActiveRequestAlreadyExists, and an offboarded machine is refused, as for the
+   * action itself.
+   */
+  async startInvestigation(caller: Caller, machineKey: string, comment: string): Promise<Investigation> {
+    const machine = await this.machines.resolveForAction(caller, machineKey);
+    if (machine.offboardedAt !== null) throw ERRORS.MachineOffboarded(machine.id);
+    const action = this.build(caller, machine, 'CollectInvestigationPackage', { Comment: comment });
+    const investigation = await this.store.insertInvestigation(action, {
+      at: action.creationDateTimeUtc,
+      actor: caller.displayName,
+      comment: action.requestorComment,
+    });
+    if (investigation === 'offboarded') throw ERRORS.MachineOffboarded(machine.id);
+    if (investigation === 'conflict') throw ERRORS.ActiveRequestAlreadyExists();
+    this.listener?.actionCreated(action);
+    return investigation;
+  }
+
+  private build(caller: Caller, machine: Machine, type: ActionType, body: Record<string, unknown>): MachineAction {
+    const specifics = ACTION_CATALOG[type].specifics(body);
     const now = this.now();
-    const action: MachineAction = {
+    return {
       id: randomUUID(),
       tenantId: caller.tenantId,
       type,
@@ -94,16 +131,6 @@ export class ActionsService {
       conflictKey: specifics.conflictKey,
       startedAt: null,
     };
-    const outcome = await this.store.insertAction(
-      action,
-      { at: now, actor: caller.displayName, comment: action.requestorComment },
-      definition.tenantConcurrency,
-    );
-    if (outcome === 'offboarded') throw ERRORS.MachineOffboarded(machine.id);
-    if (outcome === 'conflict') throw ERRORS.ActiveRequestAlreadyExists();
-    if (outcome === 'limit') throw ERRORS.TooManyActive(type, definition.tenantConcurrency!);
-    this.listener?.actionCreated(action);
-    return action;
   }
 
   /** The action if the caller may see it (its tenant, and its machine's device group). */
@@ -180,6 +207,7 @@ export class ActionsService {
     const now = this.now();
     const actionId = action.id;
     const detail = { reportId: outcome.reportId, errorHResult: outcome.errorHResult, ...(outcome.detail ?? {}) };
+    const alerts = await this.detections(action, outcome, now);
     const ended = await this.store.transitionAction({
       tenantId: machine.tenantId,
       actionId,
@@ -194,6 +222,7 @@ export class ActionsService {
       // The machine is offboarded with the action's success, in the same transaction: it reads as
       // offboarded, takes no more actions, and its agent's credential ends.
       offboardsMachine: action.type === 'Offboard' && outcome.status === 'Succeeded',
+      ...(alerts.length > 0 ? { alerts } : {}),
     });
     if (ended) return { action: ended, applied: true };
     const current = await this.store.getAction(machine.tenantId, actionId);
@@ -207,6 +236,20 @@ export class ActionsService {
       reportId: outcome.reportId,
     });
     return { action: current, applied: false };
+  }
+
+  /** The alerts a report raises (they are stored only if the report applies). */
+  private async detections(action: MachineAction, outcome: MachineOutcome, at: number): Promise<Alert[]> {
+    if (!outcome.detail || (action.type !== 'RunAntiVirusScan' && action.type !== 'StopAndQuarantineFile')) return [];
+    const machine = await this.store.findMachine(action.tenantId, action.machineId, { aadDeviceId: false, computerDnsName: false });
+    const ids = new Set<string>();
+    const newId = () => {
+      let id = alertId(at, randomInt);
+      while (ids.has(id)) id = alertId(at, randomInt);
+      ids.add(id);
+      return id;
+    };
+    return alertsFromReport({ action, machine, status: outcome.status, detail: outcome.detail, at, newId });
   }
 
   /**

@@ -9,6 +9,12 @@ export interface SimulationSpec {
   /** The failure code reported with outcome Failed (default E_FAIL). */
   errorHResult?: number;
   troubleshootInfo?: string;
+  /**
+   * Reported as the outcome's detail, as a real executor reports what it found: e.g. for
+   * RunAntiVirusScan `{"findings": [{"path": "/tmp/eicar.com", "signature": "Eicar-Signature"}]}`,
+   * which the server turns into an alert (docs/agents.md).
+   */
+  detail?: Record<string, unknown>;
 }
 
 /** Per action type, with `*` as the default for the others. */
@@ -25,6 +31,9 @@ export function parseSimulation(value: unknown): Simulation {
     if (s.durationMs !== undefined && !(Number.isFinite(s.durationMs) && s.durationMs >= 0)) throw new Error(`simulation.${key}.durationMs must be a number >= 0`);
     if (s.outcome !== undefined && s.outcome !== 'Succeeded' && s.outcome !== 'Failed') throw new Error(`simulation.${key}.outcome must be Succeeded or Failed`);
     if (s.errorHResult !== undefined && !Number.isInteger(s.errorHResult)) throw new Error(`simulation.${key}.errorHResult must be an integer`);
+    if (s.detail !== undefined && (typeof s.detail !== 'object' || s.detail === null || Array.isArray(s.detail))) {
+      throw new Error(`simulation.${key}.detail must be an object`);
+    }
   }
   return value as Simulation;
 }
@@ -70,9 +79,10 @@ export class SimulatedExecutor implements Executor {
       return stopped();
     }
     context.log(`simulated ${action.type}: ${spec.outcome}`);
+    const detail = { simulated: true, ...spec.detail };
     return spec.outcome === 'Succeeded'
-      ? succeeded({ simulated: true })
-      : failed(spec.errorHResult ?? HRESULT.fail, spec.troubleshootInfo ?? `simulated ${action.type} failure`, { simulated: true });
+      ? succeeded(detail)
+      : failed(spec.errorHResult ?? HRESULT.fail, spec.troubleshootInfo ?? `simulated ${action.type} failure`, detail);
   }
 }
 

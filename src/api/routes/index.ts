@@ -1,4 +1,8 @@
 import type { Operation } from '../operation.js';
+import { getAlert } from './alerts/get-alert.js';
+import { listAlerts } from './alerts/list-alerts.js';
+import { getInvestigation } from './investigations/get-investigation.js';
+import { listInvestigations } from './investigations/list-investigations.js';
 import { cancelMachineAction } from './machine-actions/cancel-machine-action.js';
 import { getMachineAction } from './machine-actions/get-machine-action.js';
 import { listMachineActions } from './machine-actions/list-machine-actions.js';
@@ -6,6 +10,7 @@ import { createMachineActions } from './machines/create-machine-action.js';
 import { findMachinesByIp } from './machines/find-machines-by-ip.js';
 import { getMachine } from './machines/get-machine.js';
 import { listMachines } from './machines/list-machines.js';
+import { startInvestigation } from './machines/start-investigation.js';
 
 export const OPERATIONS: readonly Operation[] = [
   listMachineActions,
@@ -15,4 +20,9 @@ export const OPERATIONS: readonly Operation[] = [
   listMachines,
   getMachine,
   findMachinesByIp,
+  startInvestigation,
+  listAlerts,
+  getAlert,
+  listInvestigations,
+  getInvestigation,
 ];

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { failed, HRESULT, succeeded, type ExecutionOutcome } from '../../executor.js';
 import { lastLines, runCommand } from './command.js';
@@ -14,6 +16,30 @@ import { DEFAULTS } from './options.js';
 export interface Finding {
   path: string;
   signature: string;
+  /** Of the file's content, when it could be read (the server's alert evidence carries them). */
+  sha1?: string;
+  sha256?: string;
+}
+
+/** Findings whose files are hashed, and the largest file hashed: bounded work after a scan. */
+const HASHED_FINDINGS = 100;
+const MAX_HASHED_BYTES = 256 * 1024 * 1024;
+
+/** SHA-1 and SHA-256 of a regular file in one read, or null (gone, unreadable, too large). */
+async function hashFile(path: string, signal: AbortSignal): Promise<{ sha1: string; sha256: string } | null> {
+  try {
+    const stats = await lstat(path);
+    if (!stats.isFile() || stats.size > MAX_HASHED_BYTES) return null;
+    const sha1 = createHash('sha1');
+    const sha256 = createHash('sha256');
+    for await (const chunk of createReadStream(path, { signal })) {
+      sha1.update(chunk as Buffer);
+      sha256.update(chunk as Buffer);
+    }
+    return { sha1: sha1.digest('hex'), sha256: sha256.digest('hex') };
+  } catch {
+    return null;
+  }
 }
 
 const FOUND = /^(.*): (\S+) FOUND$/;
@@ -100,6 +126,11 @@ export async function runAntiVirusScan(env: ActionEnv): Promise<ExecutionOutcome
     },
   });
   const durationMs = Date.now() - started;
+  for (const f of findings.slice(0, HASHED_FINDINGS)) {
+    if (context.signal.aborted) break;
+    const hashes = await hashFile(f.path, context.signal);
+    if (hashes) Object.assign(f, hashes);
+  }
   const detail = {
     scanType: scope,
     paths: targets,
