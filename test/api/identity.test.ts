@@ -13,6 +13,7 @@ import {
   jwtVerify,
 } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createEnrollmentToken } from '../../src/dispatch/enrollment.js';
 import { KNOWN_APP_ROLES, KNOWN_DELEGATED_SCOPES, ROLE_PERMISSIONS, type RolePermission } from '../../src/domain/permissions.js';
 import type { Fixtures } from '../../src/fixtures.js';
 import { Client, TEST_SECRET, appToken, hexId, startTestServer, userToken, type TestServer } from '../support/harness.js';
@@ -451,6 +452,39 @@ async function pendingAction(machine = fresh()) {
 
 let readable: Promise<string> | undefined;
 
+/** An alert raised the only way there is: an agent reports a scan that found something. */
+async function raisedAlert(): Promise<string> {
+  const enrolled = await new Client(server.url).post('/agent/v1/enroll', {
+    enrollmentToken: await createEnrollmentToken(server.store, tenantA, 'permissions', { rbacGroupId: 3, rbacGroupName: 'g3' }),
+    machine: { computerDnsName: 'alerting.a.local' },
+  });
+  const machineAgent = new Client(server.url, { authorization: `Bearer ${enrolled.body.agentToken}` });
+  const scan = await admin.post(`/api/machines/${enrolled.body.machineId}/runAntiVirusScan`, { Comment: 'setup', ScanType: 'Quick' });
+  const report = await machineAgent.post(`/agent/v1/actions/${scan.body.id}/report`, {
+    reportId: 'r',
+    status: 'Succeeded',
+    errorHResult: 0,
+    troubleshootInfo: null,
+    detail: { findings: [{ path: '/tmp/eicar.com', signature: 'Eicar-Signature' }] },
+  });
+  expect(report.body).toEqual({ status: 'Succeeded', applied: true });
+  const alerts = (await admin.get(`/api/alerts?$top=1`)).body.value;
+  expect(alerts[0].machineId).toBe(enrolled.body.machineId);
+  return alerts[0].id as string;
+}
+let alerted: Promise<string> | undefined;
+
+/** startInvestigation, then its package collection cancelled, so the next call can start one. */
+async function investigate(c: Client, machine: { id: string }) {
+  const res = await c.post(`/api/machines/${machine.id}/startInvestigation`, { Comment: 'p' });
+  if (res.status === 201) {
+    const action = (await admin.get(`/api/machineactions?$filter=machineId eq '${machine.id}' and status eq 'Pending'`)).body.value[0];
+    await admin.post(`/api/machineactions/${action.id}/cancel`, { Comment: 'cleanup' });
+  }
+  return res;
+}
+let investigation: Promise<string> | undefined;
+
 /** Each permission row works on a machine of its own, and leaves no action pending behind it. */
 const scratch = (row: number) => machinesA[60 + row]!;
 async function settle(res: { status: number; body: any }) {
@@ -470,6 +504,7 @@ const ACTION_ROWS: [string, string, object, string[], string[], RolePermission][
   ['runliveresponse', 'runliveresponse', { Comment: 'p', Commands: [{ type: 'GetFile', params: [{ key: 'Path', value: '/etc/hosts' }] }] }, ['Machine.LiveResponse'], ['Machine.LiveResponse'], 'Live response advanced'],
 ];
 const READ = { app: ['Machine.Read.All', 'Machine.ReadWrite.All'], delegated: ['Machine.Read', 'Machine.ReadWrite'], role: 'View data' as RolePermission };
+const READ_ALERTS = { app: ['Alert.Read.All', 'Alert.ReadWrite.All'], delegated: ['Alert.Read', 'Alert.ReadWrite'], role: 'View data' as RolePermission };
 const ANY_ACTION = ['Machine.CollectForensics', 'Machine.Isolate', 'Machine.RestrictExecution', 'Machine.Scan', 'Machine.Offboard', 'Machine.StopAndQuarantine', 'Machine.LiveResponse'];
 
 const ROWS: Row[] = [
@@ -500,6 +535,27 @@ const ROWS: Row[] = [
   })),
   { name: 'GET /api/machines', ...READ, call: (c) => c.get('/api/machines?$top=1') },
   { name: 'GET /api/machines/{id}', ...READ, call: (c) => c.get(`/api/machines/${machinesA[0]!.id}`) },
+  {
+    name: 'GET /api/machines/findbyip(...)',
+    ...READ,
+    call: (c) => c.get(`/api/machines/findbyip(ip='10.1.2.3',timestamp=${new Date().toISOString()})`),
+  },
+  {
+    name: 'POST /api/machines/{id}/startInvestigation',
+    app: ['Alert.ReadWrite.All'],
+    delegated: ['Alert.ReadWrite'],
+    role: 'Alerts investigation',
+    call: (c) => investigate(c, scratch(10)),
+  },
+  { name: 'GET /api/alerts', ...READ_ALERTS, call: (c) => c.get('/api/alerts?$top=1') },
+  { name: 'GET /api/alerts/{id}', ...READ_ALERTS, call: async (c) => c.get(`/api/alerts/${await (alerted ??= raisedAlert())}`) },
+  { name: 'GET /api/investigations', ...READ_ALERTS, call: (c) => c.get('/api/investigations?$top=1') },
+  {
+    name: 'GET /api/investigations/{id}',
+    ...READ_ALERTS,
+    call: async (c) =>
+      c.get(`/api/investigations/${await (investigation ??= investigate(admin, scratch(11)).then((r) => r.body.id as string))}`),
+  },
 ];
 
 describe('permissions (contract §2): applications', () => {
