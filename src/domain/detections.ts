@@ -37,9 +37,12 @@ export function alertId(at: number, random: (below: number) => number): string {
   return `da${ticks}_${random(2 ** 31)}`;
 }
 
-/** ClamAV's `Platform.Category.Name-Id-Rev` to `Name`; other names as they are, without a numeric suffix. */
+/**
+ * ClamAV's `Platform.Category.Name-Id-Rev` to `Name` (a `.UNOFFICIAL` mark of a local database
+ * dropped); other names as they are, without a numeric suffix.
+ */
 export function threatFamily(signature: string): string {
-  const parts = signature.split('.');
+  const parts = signature.replace(/\.UNOFFICIAL$/, '').split('.');
   const name = parts.length >= 3 ? parts.slice(2).join('.') : signature;
   return name.replace(/(-\d+)+$/, '') || signature;
 }

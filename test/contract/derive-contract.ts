@@ -2,8 +2,8 @@
  * Derives the copy of the connector's Swagger description that the contract check runs
  * (../shared/contract/README.md says: never edit the original). The original is kept as is on
  * disk; this returns a corrected subset:
- * - only the machine and machine-action paths Countermand serves; the others are listed with
- *   the reason they are left out;
+ * - only the machine, machine-action, alert and investigation paths Countermand serves (contract
+ *   §2); the others are listed with the reason they are left out;
  * - path parameters without spaces (`{Machine ID}` -> `{machineId}`), with examples;
  * - `int32` formats dropped (they trip validators); getPackageUri answers 200, not 201;
  * - every response property may be null: MDE sends unset fields as null (contract §3), which
@@ -24,9 +24,13 @@ type Json = Record<string, unknown>;
 
 const ODATA_JSON = 'application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8';
 
-/** Operations of the machine and machine-action paths that are not served, and why. */
+/** The paths the contract covers (§2): machines, machine actions, alerts, investigations. */
+const CHECKED_PATHS = ['/api/machines', '/api/machineactions', '/api/alerts', '/api/investigations'];
+
+/** Operations of those paths that are not served, and why. */
 export const EXCLUDED: Readonly<Record<string, string>> = {
-  'POST /api/machines/{Machine ID}/startInvestigation': 'automated investigations (contract §2 row 21) are not built yet',
+  'PATCH /api/alerts/{Alert ID}': "alerts are read-only: only agents' findings raise them, and the contract has no update (§2 rows 22-23, §10)",
+  'POST /api/alerts/createAlertByReference': 'alerts come only from what agents find; none is created through the API (§10)',
   'GET /api/machineactions/{Machine Action ID}/GetLiveResponseResultDownloadLink(index={Command Index})':
     'live-response result files arrive with the artifacts work (contract §2 row 14)',
   'GET /api/machineactions/{Machine action ID}/getPackageUri': 'investigation packages arrive with the artifacts work (contract §2 row 8)',
@@ -41,7 +45,17 @@ const PARAM_NAMES: Readonly<Record<string, string>> = {
   'Machine Action ID': 'actionId',
   'Machine action ID': 'actionId',
   'Command Index': 'index',
+  'Alert ID': 'alertId',
+  'Investigation ID': 'investigationId',
 };
+
+export interface Examples {
+  machineId: string;
+  actionId: string;
+  /** An alert a machine's report raised, and an investigation, for the single-entity reads. */
+  alertId: string;
+  investigationId: string;
+}
 
 function clone<T>(value: T): T {
   return JSON.parse(JSON.stringify(value)) as T;
@@ -61,13 +75,13 @@ function relax(schema: unknown): void {
   for (const value of Object.values(s)) relax(value);
 }
 
-export function deriveContract(original: Json, examples: { machineId: string; actionId: string }): { spec: Json; served: string[]; excluded: [string, string][] } {
+export function deriveContract(original: Json, examples: Examples): { spec: Json; served: string[]; excluded: [string, string][] } {
   const source = clone(original);
   const paths: Json = {};
   const served: string[] = [];
   const excluded: [string, string][] = [];
   for (const [path, item] of Object.entries(source.paths as Json)) {
-    if (!path.startsWith('/api/machines') && !path.startsWith('/api/machineactions')) continue;
+    if (!CHECKED_PATHS.some((p) => path === p || path.startsWith(`${p}/`))) continue;
     for (const [method, operation] of Object.entries(item as Json)) {
       const key = `${method.toUpperCase()} ${path}`;
       const reason = EXCLUDED[key];
@@ -87,7 +101,7 @@ export function deriveContract(original: Json, examples: { machineId: string; ac
         if (parameter.in === 'path' && renamed) {
           newPath = newPath.replace(`{${parameter.name as string}}`, `{${renamed}}`);
           parameter.name = renamed;
-          parameter['x-example'] = renamed === 'machineId' ? examples.machineId : examples.actionId;
+          parameter['x-example'] = examples[renamed as keyof Examples] ?? examples.actionId;
         }
       }
       const target = ((paths[newPath] as Json | undefined) ?? (paths[newPath] = {})) as Json;

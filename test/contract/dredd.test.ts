@@ -4,14 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appToken, cleanup, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
+import { enrollmentToken, startAgent, waitUntil, type RunningAgent } from '../support/agents.js';
+import { appClient, appToken, cleanup, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
 import { ROOT } from '../support/process.js';
 import { deriveContract } from './derive-contract.js';
 
 /**
  * The contract check: Dredd, a real OpenAPI contract-testing tool, runs the Logic Apps
  * connector's Swagger description (a corrected copy, derived by ./derive-contract.ts) against a
- * started Countermand, for every machine and machine-action operation it serves.
+ * started Countermand, for every machine, machine-action, alert and investigation operation it
+ * serves.
  */
 const SHARED = join(ROOT, '..', 'shared', 'contract', 'wdatp-connector.swagger.json');
 const COPY = fileURLToPath(new URL('./wdatp-connector.swagger.json', import.meta.url));
@@ -23,12 +25,24 @@ const DREDD = join(ROOT, 'node_modules', '.bin', 'dredd');
 
 const setup = makeFixtures(40);
 let server: TestServer;
+let agent: RunningAgent | undefined;
+const examples = { alertId: '', investigationId: '' };
 const dir = mkdtempSync(join(tmpdir(), 'countermand-contract-'));
 
 beforeAll(async () => {
   server = await startTestServer({ fixtures: setup.fixtures, config: { rateLimitScale: 100 } });
+  // An alert as alerts come to be: an agent's scan finds something. Then an investigation of it.
+  agent = await startAgent(server.url, await enrollmentToken(server.store, setup.tenantId), 'contract.test', {
+    RunAntiVirusScan: { durationMs: 50, detail: { findings: [{ path: '/tmp/eicar.com', signature: 'Eicar-Signature' }] } },
+    CollectInvestigationPackage: { durationMs: 50 },
+  });
+  const api = await appClient(server, setup);
+  await api.post(`/api/machines/${agent.machineId}/runAntiVirusScan`, { Comment: 'contract check', ScanType: 'Quick' });
+  examples.alertId = await waitUntil(async () => (await api.get('/api/alerts?$top=1')).body.value[0]?.id, 10_000, 'an alert');
+  examples.investigationId = (await api.post(`/api/machines/${agent.machineId}/startInvestigation`, { Comment: 'contract check' })).body.id;
 });
 afterAll(async () => {
+  await agent?.stop();
   await server?.stop();
   cleanup(dir);
 });
@@ -38,14 +52,21 @@ describe('contract check (Dredd + the connector Swagger description)', () => {
     expect(readFileSync(COPY)).toEqual(readFileSync(SHARED));
   });
 
-  it('every served machine and machine-action operation answers as described', async () => {
+  it('every served machine, machine-action, alert and investigation operation answers as described', async () => {
     const original = JSON.parse(readFileSync(ORIGINAL, 'utf8')) as Record<string, unknown>;
-    const { spec, served, excluded } = deriveContract(original, { machineId: setup.machines[0]!.id, actionId: '00000000-0000-4000-8000-000000000000' });
+    const { spec, served, excluded } = deriveContract(original, {
+      machineId: setup.machines[0]!.id,
+      actionId: '00000000-0000-4000-8000-000000000000',
+      ...examples,
+    });
     const specPath = join(dir, 'countermand.swagger.json');
     writeFileSync(specPath, JSON.stringify(spec, null, 2));
     // Left out, each with its reason, so the report says what is not checked.
     console.log(`contract check: ${served.length} operations checked; left out:\n${excluded.map(([op, why]) => `  ${op}: ${why}`).join('\n')}`);
-    expect(served).toHaveLength(14);
+    expect(served).toHaveLength(19);
+    for (const op of ['POST /api/machines/{machineId}/startInvestigation', 'GET /api/alerts', 'GET /api/alerts/{alertId}', 'GET /api/investigations', 'GET /api/investigations/{investigationId}']) {
+      expect(served).toContain(op);
+    }
 
     const token = await appToken(server, setup.tenantId, setup.clientId);
     const { code, output } = await new Promise<{ code: number; output: string }>((resolve) => {

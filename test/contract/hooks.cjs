@@ -1,6 +1,7 @@
 // Dredd hooks for the contract check (test/contract/dredd.test.ts): a bearer token on every
-// request, a machine of its own for every action (conflict groups would refuse a second one),
-// valid bodies, and a fresh Pending action for the operations that need one.
+// request, a machine of its own for every action and investigation (conflict groups would
+// refuse a second one), valid bodies, and a fresh Pending action for the operations that need
+// one. The alert and investigation read by id are the test's own (the description's examples).
 const hooks = require('hooks');
 const http = require('node:http');
 
@@ -27,6 +28,7 @@ const BODIES = {
     Comment: 'contract check',
     Commands: [{ type: 'GetFile', params: [{ key: 'Path', value: '/etc/hosts' }] }],
   },
+  startInvestigation: { Comment: 'contract check' },
 };
 
 function createAction(done) {

@@ -51,6 +51,10 @@ const artifactsMissing = existsSync(join(ROOT, 'src/artifacts')) ? null : 'the s
 if (artifactsMissing) console.warn(`[linux e2e] skipping live response and the package through the API: ${artifactsMissing}`);
 const liveTitle = (title: string) => (artifactsMissing ? `${title} (skipped: ${artifactsMissing})` : title);
 const FINAL = ['Succeeded', 'Failed', 'Cancelled', 'TimeOut'];
+// The EICAR test file (https://www.eicar.org), and a signature database for it the test writes.
+const EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*';
+const SIGNATURE = 'Countermand.Test.EICAR';
+const CLAMSCAN = which('clamscan');
 
 /** A /24 in 10.233.0.0/16 that no host address or route mentions. */
 function freeSubnet(): string {
@@ -126,6 +130,8 @@ describe.skipIf(reason !== null)(title, () => {
     quarantine: join(T, 'exec/quarantine'),
     restricted: join(T, 'restricted'),
     script: join(T, 'restricted/run.sh'),
+    clamDb: join(T, 'clamdb'),
+    infected: join(T, 'home/ana'),
   });
 
   async function reach(targets: [string, number][]): Promise<string[]> {
@@ -205,7 +211,9 @@ describe.skipIf(reason !== null)(title, () => {
 
   beforeAll(async () => {
     T = mkdtempSync(join(tmpdir(), 'cm-agent-linux-'));
-    for (const d of [paths().agentState, paths().restricted]) mkdirSync(d, { recursive: true });
+    for (const d of [paths().agentState, paths().restricted, paths().clamDb, paths().infected]) mkdirSync(d, { recursive: true });
+    writeFileSync(join(paths().clamDb, 'countermand-test.hdb'), `${createHash('md5').update(EICAR).digest('hex')}:${Buffer.byteLength(EICAR)}:${SIGNATURE}\n`);
+    writeFileSync(join(paths().infected, 'eicar.com'), EICAR);
 
     // Namespaces and links.
     for (const ns of Object.values(NS)) await must('ip', ['netns', 'add', ns]);
@@ -244,7 +252,15 @@ describe.skipIf(reason !== null)(title, () => {
 
     // The agent: netns `agent`, a private mount namespace with a tmpfs at T/restricted.
     const p = paths();
-    const linuxConfig = { stateDir: p.execState, logFile: p.logFile, quarantineDir: p.quarantine, nftTable: TABLE, restrictPaths: [p.restricted] };
+    const linuxConfig = {
+      stateDir: p.execState,
+      logFile: p.logFile,
+      quarantineDir: p.quarantine,
+      nftTable: TABLE,
+      restrictPaths: [p.restricted],
+      clamDatabaseDir: p.clamDb,
+      quickScanPaths: [p.infected],
+    };
     const args = [
       'netns', 'exec', NS.agent,
       'unshare', '--mount', '--propagation', 'private',
@@ -309,6 +325,33 @@ describe.skipIf(reason !== null)(title, () => {
     // The tmpfs and the script are the agent's alone.
     expect(readdirSync(paths().restricted)).toEqual([]);
   }, 20_000);
+
+  it('its check-ins report the address it reaches the server from, and findbyip finds it by it', async () => {
+    const machine = await poll('a check-in with the address', async () => {
+      const m = (await api.get(`/api/machines/${machineId}`)).body;
+      return m.lastIpAddress === AGENT_IP ? m : null;
+    }, 15_000);
+    expect(machine.lastIpAddress).toBe(AGENT_IP);
+    const now = new Date().toISOString();
+    const found = await api.get(`/api/machines/findbyip(ip='${AGENT_IP}',timestamp=${now})`);
+    expect(found.body.value.map((m: { id: string }) => m.id)).toEqual([machineId]);
+    expect((await api.get(`/api/machines/findbyip(ip='${SERVER_IP}',timestamp=${now})`)).body.value).toEqual([]);
+  }, 20_000);
+
+  it.skipIf(CLAMSCAN === null)(`RunAntiVirusScan through the API: clamscan finds EICAR, and the server raises an alert of it${CLAMSCAN === null ? ' (skipped: clamscan is not installed)' : ''}`, async () => {
+    const scan = await act('runAntiVirusScan', { Comment: 'e2e scan', ScanType: 'Quick' });
+    expect(scan.final, JSON.stringify(scan.final)).toMatchObject({ status: 'Succeeded', type: 'RunAntiVirusScan' });
+    const alerts = (await api.get(`/api/alerts?$expand=evidence&$filter=detectionSource eq 'Antivirus'`)).body.value;
+    expect(alerts).toHaveLength(1);
+    const [alert] = alerts;
+    expect(alert).toMatchObject({ machineId, severity: 'Medium', status: 'New', threatFamilyName: 'EICAR', computerDnsName: `agent-linux-${id}.test` });
+    expect(alert.threatName).toMatch(/^Countermand\.Test\.EICAR(\.UNOFFICIAL)?$/);
+    expect(alert.description).toContain(scan.id);
+    expect(alert.evidence.map((e: Record<string, unknown>) => [e.entityType, e.filePath, e.fileName, e.sha1, e.sha256, e.detectionStatus])).toEqual([
+      ['File', paths().infected, 'eicar.com', createHash('sha1').update(EICAR).digest('hex'), createHash('sha256').update(EICAR).digest('hex'), 'Detected'],
+    ]);
+    expect((await api.get(`/api/alerts/${alert.id}`)).body.evidence).toEqual(alert.evidence);
+  }, 45_000);
 
   it('Isolate through the API: carried out in the agent netns; the server stays reachable, the other host does not', async () => {
     const isolate = await act('isolate', { Comment: 'e2e isolate', IsolationType: 'Full' });

@@ -61,6 +61,11 @@ describe.skipIf(reason !== null)(title, () => {
     const findings = out.detail?.findings as { path: string; signature: string }[];
     expect(findings).toHaveLength(1);
     expect(findings[0]!.path).toBe(path);
+    // Hashed, so the server's alert evidence can name the file's content.
+    expect(findings[0]).toMatchObject({
+      sha1: createHash('sha1').update(EICAR).digest('hex'),
+      sha256: createHash('sha256').update(EICAR).digest('hex'),
+    });
     // clamscan marks signatures from a non-official database with ".UNOFFICIAL".
     expect(findings[0]!.signature).toMatch(new RegExp(`^${SIGNATURE.replace(/\./g, '\\.')}(\\.UNOFFICIAL)?$`));
     expect(out.troubleshootInfo).toBe(`1 threat found: ${path}: ${findings[0]!.signature}`);
