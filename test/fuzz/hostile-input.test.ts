@@ -145,8 +145,8 @@ describe('hostile input', () => {
     await fc.assert(
       fc.asyncProperty(
         filterText,
-        fc.constantFrom('/api/machineactions', '/api/machines'),
-        fc.dictionary(fc.constantFrom('$top', '$skip', '$orderby', '$count', '$select', '$Filter', 'x', '$'), fc.string({ maxLength: 30 }), { maxKeys: 3 }),
+        fc.constantFrom('/api/machineactions', '/api/machines', '/api/alerts', '/api/investigations'),
+        fc.dictionary(fc.constantFrom('$top', '$skip', '$orderby', '$count', '$select', '$expand', '$Filter', 'x', '$'), fc.string({ maxLength: 30 }), { maxKeys: 3 }),
         async (filter, path, extra) => {
           const query = [`$filter=${encodeURIComponent(filter)}`, ...Object.entries(extra).map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)].join('&');
           const [res] = await everywhere(`${path}?${query}`, async (t) => {
@@ -253,6 +253,85 @@ describe('hostile input', () => {
         expect([400, 404]).toContain(res!.status);
       }),
       { numRuns: RUNS },
+    );
+  });
+
+  it('findbyip: any parameter list is a 200 Machines collection or a 400 InvalidInput', async () => {
+    const now = Date.now();
+    const token = fc.oneof(
+      fc.constantFrom('ip', 'IP', 'timestamp', 'TimeStamp', 'x', '=', "'", "''", ',', '(', ')', ' ', '%27', '10.1.0.1', '::1', 'fe80::1%eth0', '2024-13-01T00:00:00Z'),
+      fc.constantFrom(new Date(now).toISOString(), new Date(now - 31 * 86_400_000).toISOString(), new Date(now + 86_400_000).toISOString()),
+      fc.string({ maxLength: 12 }),
+      badText,
+    );
+    const call = fc.oneof(
+      fc.array(token, { maxLength: 12 }).map((t) => `(${t.join('')})`),
+      fc.tuple(token, token).map(([ip, ts]) => `(ip='${ip}',timestamp=${ts})`),
+      fc.array(token, { maxLength: 8 }).map((t) => t.join('')),
+    );
+    await fc.assert(
+      fc.asyncProperty(call, async (text) => {
+        const path = `/api/machines/findbyip${encodeURIComponent(text.isWellFormed() ? text : text.toWellFormed())}`;
+        const [res] = await everywhere(text, async (t) => {
+          const r = await send(t, 'GET', path, { headers: auth(t) });
+          expectEnvelope(r, `${t.backend} ${text}`);
+          return r;
+        });
+        expect([200, 400, 404], text).toContain(res!.status);
+        if (res!.status === 200 && text.startsWith('(')) expect(Array.isArray(res!.json.value), text).toBe(true);
+        if (res!.status === 400 && text.startsWith('(') && !text.includes('\u0000')) expect(['InvalidInput', 'BadRequest'], text).toContain(res!.json.error.code);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it('alert and investigation ids: any key is a 400 or 404 envelope', async () => {
+    const id = fc.oneof(fc.string({ minLength: 1, maxLength: 300 }), fc.stringMatching(/^[0-9]{1,20}$/), fc.stringMatching(/^da[0-9]{18}_-?[0-9]{1,10}$/), fc.string({ unit: 'binary', minLength: 1, maxLength: 50 }));
+    await fc.assert(
+      fc.asyncProperty(id, fc.constantFrom('alerts', 'investigations'), async (raw, where) => {
+        const key = encodeURIComponent(raw.isWellFormed() ? raw : raw.toWellFormed());
+        const [res] = await everywhere(`${where} ${JSON.stringify(raw)}`, async (t) => {
+          const r = await send(t, 'GET', `/api/${where}/${key}`, { headers: auth(t) });
+          expectEnvelope(r, `${t.backend} ${where} ${JSON.stringify(raw)}`);
+          return r;
+        });
+        expect([400, 404]).toContain(res!.status);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("a scan report's findings, whatever they hold, raise only alerts the store can keep", async () => {
+    const text = fc.oneof(fc.string({ maxLength: 40 }), badText, fc.string({ unit: 'binary', maxLength: 20 }));
+    const finding = fc.oneof(
+      fc.record({ path: text, signature: text, sha1: fc.option(fc.oneof(text, fc.stringMatching(/^[0-9a-fA-F]{40}$/))), sha256: fc.option(text) }, { requiredKeys: [] }),
+      fc.jsonValue({ maxDepth: 2 }),
+    );
+    const detail = fc.oneof(
+      fc.record({ findings: fc.array(finding, { maxLength: 20 }) }),
+      fc.record({ sha1: fc.option(text), files: fc.array(fc.record({ originalPath: text, killedPids: fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 3 }) }), { maxLength: 5 }) }),
+      fc.dictionary(fc.constantFrom('findings', 'files', 'sha1'), fc.jsonValue({ maxDepth: 3 })),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('runAntiVirusScan', 'StopAndQuarantineFile'), detail, async (route, d) => {
+        const body = route === 'runAntiVirusScan' ? '{"Comment":"fuzz","ScanType":"Quick"}' : `{"Comment":"fuzz","Sha1":"${'c'.repeat(40)}"}`;
+        await everywhere(`${route} ${JSON.stringify(d).slice(0, 300)}`, async (t) => {
+          const created = await send(t, 'POST', `/api/machines/${t.agent.machineId}/${route}`, { headers: json(t), body });
+          expect(created.status, created.text).toBe(201);
+          const report = JSON.stringify({ reportId: `r-${created.json.id}`, status: 'Succeeded', errorHResult: 0, troubleshootInfo: null, detail: d });
+          const res = await send(t, 'POST', `/agent/v1/actions/${created.json.id}/report`, { headers: { authorization: `Bearer ${t.agentToken}`, 'content-type': 'application/json' }, body: report });
+          expectEnvelope(res, `${t.backend} ${report.slice(0, 300)}`);
+          // A refused report (text no store keeps) leaves the action running: free its group.
+          if (res.status !== 200) await send(t, 'POST', `/api/machineactions/${created.json.id}/cancel`, { headers: json(t), body: '{"Comment":"fuzz"}' });
+          const listed = await send(t, 'GET', `/api/alerts?$expand=evidence&$top=100&$filter=${encodeURIComponent(`alertCreationTime ge ${new Date(Date.now() - 60_000).toISOString()}`)}`, { headers: auth(t) });
+          expect(listed.status, listed.text).toBe(200);
+          for (const alert of listed.json.value) {
+            for (const e of alert.evidence) expect(typeof e.fileName === 'string' && !e.fileName.includes('\u0000') && e.fileName.isWellFormed(), JSON.stringify(e)).toBe(true);
+          }
+          return res;
+        });
+      }),
+      { numRuns: Math.ceil(RUNS / 2) },
     );
   });
 
