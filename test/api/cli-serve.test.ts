@@ -87,6 +87,13 @@ describe('countermand serve', () => {
     }
     expect([...seen]).toEqual(expect.arrayContaining(['InProgress', 'Succeeded']));
 
+    // The demo application may drive alerts, investigations and findbyip too.
+    expect((await fetch(`${url}/api/alerts?$top=1`, { headers: auth })).status).toBe(200);
+    const investigation = await fetch(`${url}/api/machines/${fleet[1]!.id}/startInvestigation`, { method: 'POST', headers: auth, body: JSON.stringify({ Comment: 'demo' }) });
+    expect(investigation.status).toBe(201);
+    const found = await fetch(`${url}/api/machines/findbyip(ip='10.200.0.2',timestamp=${new Date().toISOString()})`, { headers: auth });
+    expect(((await found.json()) as { value: { computerDnsName: string }[] }).value.map((m) => m.computerDnsName)).toEqual(['sim-01.demo.countermand.local']);
+
     // The secret is shown once: a second start on the same data dir does not seed again.
     server.child.kill('SIGTERM');
     await server.exited;
