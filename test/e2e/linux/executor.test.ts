@@ -13,7 +13,8 @@ import { parseMountInfo, remountOptions } from '../../../src/agent/executors/lin
 import { parseArgs, scriptLaunch, scriptTimeoutOf } from '../../../src/agent/executors/linux/live-response.js';
 import { parseProcStat, treeMembers } from '../../../src/agent/executors/linux/processes.js';
 import { decodeAddress, interactiveAccounts, parsePasswd, parseProcNet, parseUtmp, unitSection, UTMP_RECORD_SIZE } from '../../../src/agent/executors/linux/investigation/parsers.js';
-import { announce, runJob, sh, skipReason } from './support.js';
+import { unprivileged } from '../../support/unprivileged.js';
+import { announce, runJobAsNobody, sh, skipReason } from './support.js';
 
 /** Checks that need no namespace: options, pure builders, parsers, the command runner, refusals. */
 
@@ -152,13 +153,14 @@ describe.skipIf(rootReason !== null)(announce('refusals before anything is chang
   });
 });
 
-const nobodyReason = skipReason(['setpriv']);
-describe.skipIf(nobodyReason !== null)(announce('not root (runner started as nobody with setpriv)', nobodyReason), () => {
-  const asNobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'];
+// Runs as nobody even when the checkout sits where nobody can enter (see unprivileged.ts).
+const nobody = unprivileged();
+afterAll(() => nobody.runner?.dispose());
+describe.skipIf(nobody.runner === null)(announce('not root (runner started as nobody with setpriv)', nobody.reason), () => {
   it.each(['Isolate', 'Unisolate', 'RestrictCodeExecution', 'UnrestrictCodeExecution', 'RunAntiVirusScan', 'StopAndQuarantineFile', 'LiveResponse', 'CollectInvestigationPackage'] as const)(
     '%s: Failed, accessDenied',
     async (type) => {
-      const r = await runJob(asNobody, {
+      const r = await runJobAsNobody(nobody.runner!, {
         kind: 'execute',
         options: { serverAddresses: ['192.0.2.1'], stateDir: '/nonexistent/state', logFile: '/nonexistent/log' },
         action: { type, scope: type === 'RunAntiVirusScan' ? 'Quick' : 'Full', sha1: 'a'.repeat(40) },

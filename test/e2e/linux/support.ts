@@ -1,12 +1,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, readFileSync, readlinkSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { delimiter, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionOutcome } from '../../../src/agent/executor.js';
 import type { RestoreResult } from '../../../src/agent/executors/linux/index.js';
 import { runCommand, type RunResult } from '../../../src/agent/executors/linux/command.js';
 import type { Job, Upload } from './run-executor.js';
 import type { LiveResponseCommand } from '../../../src/domain/model.js';
+import { runAs, type Unprivileged } from '../../support/unprivileged.js';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const RUNNER = join(ROOT, 'test/e2e/linux/run-executor.ts');
@@ -79,7 +80,16 @@ export interface RunnerResult {
 export async function runJob(prefix: string[], job: Job, timeoutMs = 40_000): Promise<RunnerResult> {
   const [file, ...rest] = prefix.length > 0 ? prefix : [process.execPath];
   const args = prefix.length > 0 ? [...rest, process.execPath, '--import', 'tsx', RUNNER, JSON.stringify(job)] : ['--import', 'tsx', RUNNER, JSON.stringify(job)];
-  const r = await runCommandIn(file!, args, timeoutMs);
+  return runnerResult(await runCommandIn(file!, args, timeoutMs));
+}
+
+/** Runs run-executor.ts with `job` as nobody (test/support/unprivileged.ts). */
+export async function runJobAsNobody(runner: Unprivileged, job: Job, timeoutMs = 40_000): Promise<RunnerResult> {
+  const r = await runAs(runner, runner.nodeScript(relative(ROOT, RUNNER), [JSON.stringify(job)]), { timeoutMs });
+  return runnerResult({ ...r, signal: null, truncated: false });
+}
+
+function runnerResult(r: RunResult): RunnerResult {
   const last = r.stdout.trim().split('\n').pop() ?? '';
   try {
     return { ...(JSON.parse(last) as Omit<RunnerResult, 'stderr'>), stderr: r.stderr };
