@@ -12,6 +12,8 @@ export const ServerConfigSchema = Type.Object({
   host: Type.String({ minLength: 1 }),
   port: Type.Integer({ minimum: 0, maximum: 65535 }),
   dataDir: Type.String({ minLength: 1 }),
+  /** Start even when the data dir stays readable by other users (it is made 0700 when it can be). */
+  allowOpenDataDir: Type.Boolean(),
   /** A PostgreSQL URL; when absent, the embedded SQLite file `<dataDir>/countermand.db`. */
   databaseUrl: Type.Union([Type.String({ pattern: '^postgres(ql)?://' }), Type.Null()]),
   fixtures: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
@@ -71,6 +73,9 @@ export const ServerConfigSchema = Type.Object({
   /** PEM files to serve HTTPS with. */
   tlsCertFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
   tlsKeyFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+  /** Seals the private signing keys at rest (32 bytes, base64 or hex); or the file holding it. */
+  keyEncryptionKey: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+  keyEncryptionKeyFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
 });
 export type ServerConfig = Static<typeof ServerConfigSchema>;
 
@@ -78,6 +83,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   host: '127.0.0.1',
   port: 8080,
   dataDir: './data',
+  allowOpenDataDir: false,
   databaseUrl: null,
   fixtures: null,
   publicBaseUrl: null,
@@ -105,6 +111,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   demoFleetSimulation: {},
   tlsCertFile: null,
   tlsKeyFile: null,
+  keyEncryptionKey: null,
+  keyEncryptionKeyFile: null,
 };
 
 /** Environment variable of each setting. */
@@ -112,6 +120,7 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   host: 'COUNTERMAND_HOST',
   port: 'COUNTERMAND_PORT',
   dataDir: 'COUNTERMAND_DATA_DIR',
+  allowOpenDataDir: 'COUNTERMAND_ALLOW_OPEN_DATA_DIR',
   databaseUrl: 'COUNTERMAND_DATABASE_URL',
   fixtures: 'COUNTERMAND_FIXTURES',
   publicBaseUrl: 'COUNTERMAND_PUBLIC_URL',
@@ -138,6 +147,8 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   demoFleetSimulation: 'COUNTERMAND_DEMO_FLEET_SIMULATION',
   tlsCertFile: 'COUNTERMAND_TLS_CERT',
   tlsKeyFile: 'COUNTERMAND_TLS_KEY',
+  keyEncryptionKey: 'COUNTERMAND_KEY_ENCRYPTION_KEY',
+  keyEncryptionKeyFile: 'COUNTERMAND_KEY_ENCRYPTION_KEY_FILE',
 };
 
 export class ConfigError extends Error {

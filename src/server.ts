@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -10,6 +10,7 @@ import { buildApp } from './api/app.js';
 import type { ConnectionLimits } from './api/connections.js';
 import type { ApiContext } from './api/operation.js';
 import { ConfigError, type ServerConfig } from './config.js';
+import { DATABASE_FILE, DataDirError, lockDataDir, prepareDataDir } from './data-dir.js';
 import { DEMO_TENANT_ID, seedDemo, type DemoCredentials } from './demo.js';
 import { createEnrollmentToken } from './dispatch/enrollment.js';
 import { AgentGateway } from './dispatch/gateway.js';
@@ -22,11 +23,13 @@ import type { Store } from './domain/store.js';
 import { fixtureMachine, readFixtures, type Fixtures } from './fixtures.js';
 import { TokenAuthenticator } from './identity/authenticator.js';
 import { Directory } from './identity/directory.js';
+import { KeyEncryption } from './identity/key-encryption.js';
 import { KEY_REFRESH_MS, KeyRing } from './identity/keys.js';
 import { ApiRateLimiter } from './identity/rate-limiter.js';
 import { registerTokenService } from './identity/token-service.js';
 import { TokenIssuer, acceptedAudiences } from './identity/tokens.js';
 import { createLogger } from './logger.js';
+import { OperatorError } from './operator-error.js';
 import { ActionsService } from './services/actions.js';
 import { AlertsService } from './services/alerts.js';
 import { MachinesService } from './services/machines.js';
@@ -36,6 +39,10 @@ import { SqliteStore } from './store/sqlite/sqlite-store.js';
 export interface RunningServer {
   app: FastifyInstance;
   store: Store;
+  /** Which store it opened (the database file, or PostgreSQL's URL without a password). */
+  location: string;
+  /** The data dir as an absolute path (locked by this server while it runs). */
+  dataDir: string;
   /** Where it listens, e.g. http://127.0.0.1:8080 */
   url: string;
   /** The public base URL (for links and the accepted audience). */
@@ -50,16 +57,46 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** The configured store. PostgreSQL's driver is only loaded when it is used. */
-export async function openStore(config: ServerConfig, logger?: Logger): Promise<Store> {
+/** Which store a configuration names, for the operator (never a password). */
+export function storeLocation(config: ServerConfig, dataDir: string): string {
+  if (!config.databaseUrl) return `the SQLite database ${join(dataDir, DATABASE_FILE)}`;
+  const url = new URL(config.databaseUrl);
+  url.password = '';
+  return `PostgreSQL ${url.toString()}`;
+}
+
+/**
+ * The configured store, in `dataDir` (absolute, made ready by prepareDataDir) unless a database
+ * URL is set. PostgreSQL's driver is only loaded when it is used. A store that cannot be opened
+ * or reached is an OperatorError naming it.
+ */
+export async function openStore(config: ServerConfig, dataDir: string, logger?: Logger): Promise<Store> {
+  const location = storeLocation(config, dataDir);
   if (config.databaseUrl) {
     const { PostgresStore } = await import('./store/postgres/postgres-store.js');
-    return PostgresStore.connect(config.databaseUrl);
+    try {
+      return await PostgresStore.connect(config.databaseUrl);
+    } catch (error) {
+      // Connection, authentication and missing-database errors carry a code; others are bugs.
+      if (!(error as { code?: unknown }).code) throw error;
+      throw new OperatorError(`cannot use ${location}: ${(error as Error).message}; check --database-url (COUNTERMAND_DATABASE_URL)`);
+    }
   }
-  mkdirSync(config.dataDir, { recursive: true });
-  return SqliteStore.open(join(config.dataDir, 'countermand.db'), {
-    onWarning: (message) => logger?.warn({ reason: message }, 'background WAL checkpoint failed'),
-  });
+  const file = join(dataDir, DATABASE_FILE);
+  try {
+    return SqliteStore.open(file, {
+      onWarning: (message) => logger?.warn({ reason: message }, 'background WAL checkpoint failed'),
+    });
+  } catch (error) {
+    const code = String((error as { code?: unknown }).code ?? '');
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+      throw new DataDirError(`${file} is not a Countermand database (${(error as Error).message}); give the right --data-dir (COUNTERMAND_DATA_DIR)`);
+    }
+    if (/^SQLITE_(CANTOPEN|READONLY|PERM|AUTH|IOERR)/.test(code)) {
+      throw new DataDirError(`cannot open ${file}: ${(error as Error).message}; check that the user running Countermand owns it and ${dataDir}`);
+    }
+    throw error;
+  }
 }
 
 const postgresPool = (store: Store) => (store.backend === 'postgres' ? (store as PostgresStore).pool : null);
@@ -112,26 +149,35 @@ async function fleetTenant(store: Store): Promise<string | null> {
 }
 
 /**
- * Opens the store, loads fixtures (or seeds the demo), builds the app, listens, and starts the
- * sweeper and the demo fleet.
+ * Makes the data dir ready and locks it, opens the store, loads fixtures, builds the app,
+ * listens, then seeds the demo (only once listening, so a start that cannot listen leaves the
+ * store empty and the next start still prints the demo secret), and starts the sweeper and the
+ * demo fleet.
  */
 export async function startServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
   const fixtures = config.fixtures ? readFixtures(config.fixtures) : null;
   const simulation = parseFleetSimulation(config);
   const tls = config.tlsCertFile && config.tlsKeyFile ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) } : null;
-  const store = await openStore(config, logger);
-  const stops: (() => Promise<void> | void)[] = [() => store.close()];
+  const encryption = KeyEncryption.fromConfig(config);
+  // The data dir is this node's own, whatever the database: with PostgreSQL it still holds the
+  // demo fleet's agent state, which two nodes must not share.
+  const dataDir = prepareDataDir(config.dataDir, {
+    create: true,
+    database: !config.databaseUrl,
+    allowOpen: config.allowOpenDataDir,
+    warn: (message) => logger.warn(message),
+  });
+  const lock = lockDataDir(dataDir);
+  const stops: (() => Promise<void> | void)[] = [() => lock.release()];
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop();
   };
   try {
-    const keys = new KeyRing(store);
+    const store = await openStore(config, dataDir, logger);
+    stops.push(() => store.close());
+    const keys = new KeyRing(store, { encryption });
     const directory = new Directory(store);
-    // Key generation and secret hashing both run in the thread pool: side by side.
-    const [, demo] = await Promise.all([
-      keys.init(),
-      fixtures ? loadFixtures(store, directory, fixtures).then(() => null) : seedDemo(store, directory),
-    ]);
+    await Promise.all([keys.init(), fixtures ? loadFixtures(store, directory, fixtures) : null]);
     const keyRefresh = setInterval(() => {
       keys.reload().catch((error: unknown) => logger.warn({ err: error }, 'could not re-read the signing keys'));
     }, KEY_REFRESH_MS).unref();
@@ -203,8 +249,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
         (instance) => registerAgentRoutes(instance, gateway),
       ],
     });
-    await app.listen({ host: config.host, port: config.port });
     stops.push(() => app.close());
+    await listen(app, config);
     if (!tls && !isLoopbackHost(config.host)) {
       logger.warn(
         { host: config.host },
@@ -221,6 +267,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       baseUrl = url;
       audiences = acceptedAudiences(baseUrl);
     }
+    const demo = fixtures ? null : await seedDemo(store, directory);
 
     const sweeper = new Sweeper({
       store,
@@ -246,7 +293,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
         insecureHttp: true,
         enrollmentToken: await createEnrollmentToken(store, tenantId, 'demo-fleet', { rbacGroupId: 1, rbacGroupName: 'Demo fleet' }),
         size: config.demoFleetSize,
-        stateDir: join(config.dataDir, 'fleet'),
+        stateDir: join(dataDir, 'fleet'),
         simulation,
         log: (message, detail) => logger.debug({ ...detail }, `fleet: ${message}`),
       });
@@ -258,6 +305,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     return {
       app,
       store,
+      location: storeLocation(config, dataDir),
+      dataDir,
       url,
       baseUrl,
       demo,
@@ -286,6 +335,29 @@ function connectionLimits(config: ServerConfig): ConnectionLimits {
     keepAliveTimeoutMs: config.keepAliveTimeoutSeconds * 1000,
     maxPerSource: cap === 0 ? 0 : Math.max(cap, config.demoFleetSize * AGENT_MAX_SOCKETS),
   };
+}
+
+export class ListenError extends OperatorError {
+  override name = 'ListenError';
+}
+
+/** Listens; the failures an operator can fix are one line naming the port or address. */
+async function listen(app: FastifyInstance, config: ServerConfig): Promise<void> {
+  try {
+    await app.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      throw new ListenError(`port ${config.port} is in use on ${config.host}; choose another with --port (COUNTERMAND_PORT)`);
+    }
+    if (code === 'EACCES') {
+      throw new ListenError(`not allowed to listen on port ${config.port} (ports below 1024 need privileges); choose another with --port (COUNTERMAND_PORT)`);
+    }
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+      throw new ListenError(`cannot listen on ${config.host}: not an address of this machine; choose another with --host (COUNTERMAND_HOST)`);
+    }
+    throw error;
+  }
 }
 
 function parseFleetSimulation(config: ServerConfig) {

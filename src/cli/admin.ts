@@ -1,15 +1,20 @@
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig } from '../config.js';
+import { loadConfig, type ServerConfig } from '../config.js';
+import { prepareDataDir, restrictUmask } from '../data-dir.js';
 import type { Store } from '../domain/store.js';
 import { Directory, DirectoryError } from '../identity/directory.js';
-import { KeyRing } from '../identity/keys.js';
+import { KeyEncryption, sealedUnder } from '../identity/key-encryption.js';
+import { KeyRing, reencryptSigningKeys } from '../identity/keys.js';
 import { DEFAULT_GRANT_HOURS, createEnrollmentToken, createReenrollGrant } from '../dispatch/enrollment.js';
-import { openStore } from '../server.js';
+import { openStore, storeLocation } from '../server.js';
 
 /**
  * `countermand tenants|apps|users|keys ...`: manage identities directly in the store (the
  * embedded file under --data-dir, or PostgreSQL), with or without a running server. Secrets and
- * passwords are printed once, at creation; only their hashes are kept.
+ * passwords are printed once, at creation; only their hashes are kept. Each says on stderr which
+ * store it opened; on a data dir without a database they refuse (only `serve` and `init` create
+ * one), so a relative --data-dir given from the wrong directory cannot start a second store.
  */
 
 interface StoreFlags {
@@ -33,11 +38,25 @@ function withStoreOptions(command: Command): Command {
     .option('--json', 'print JSON');
 }
 
-async function withStore<T>(flags: StoreFlags, work: (store: Store, directory: Directory) => Promise<T>): Promise<T> {
+async function withStore<T>(
+  flags: StoreFlags,
+  work: (store: Store, directory: Directory, config: ServerConfig) => Promise<T>,
+  options: { create: boolean } = { create: false },
+): Promise<T> {
+  restrictUmask();
   const config = loadConfig({ config: flags.config, dataDir: flags.dataDir, databaseUrl: flags.databaseUrl });
-  const store = await openStore(config);
+  const dataDir = config.databaseUrl
+    ? resolve(config.dataDir)
+    : prepareDataDir(config.dataDir, {
+        create: options.create,
+        database: true,
+        allowOpen: config.allowOpenDataDir,
+        warn: (message) => process.stderr.write(`countermand: warning: ${message}\n`),
+      });
+  const store = await openStore(config, dataDir);
+  process.stderr.write(`countermand: using ${storeLocation(config, dataDir)}\n`);
   try {
-    return await work(store, new Directory(store));
+    return await work(store, new Directory(store), config);
   } finally {
     await store.close();
   }
@@ -48,6 +67,19 @@ function print(flags: StoreFlags, value: unknown, human: () => string): void {
 }
 
 export function registerAdminCommands(program: Command): void {
+  withStoreOptions(program.command('init').description('create the data dir and an empty database (no demo tenant), to set up identities before the first start')).action(
+    (flags: StoreFlags) =>
+      withStore(
+        flags,
+        async (store, _directory, config) => {
+          const tenants = (await store.listTenants()).length;
+          const location = storeLocation(config, resolve(config.dataDir));
+          print(flags, { database: location, tenants }, () => `ready: ${location} (${tenants} tenants)`);
+        },
+        { create: true },
+      ),
+  );
+
   const tenants = program.command('tenants').description('manage tenants');
   withStoreOptions(tenants.command('add').description('create a tenant'))
     .requiredOption('--name <name>', 'display name')
@@ -238,8 +270,8 @@ export function registerAdminCommands(program: Command): void {
   const keys = program.command('keys').description('token-signing keys');
   withStoreOptions(keys.command('rotate').description('start signing with a new key; the old one stays valid until its tokens expire'))
     .action((flags: StoreFlags) =>
-      withStore(flags, async (store) => {
-        const ring = new KeyRing(store);
+      withStore(flags, async (store, _directory, config) => {
+        const ring = new KeyRing(store, { encryption: KeyEncryption.fromConfig(config) });
         await ring.init();
         const key = await ring.rotate();
         print(flags, { kid: key.kid }, () => `signing with ${key.kid}; earlier keys stay published for their tokens' lifetime`);
@@ -247,8 +279,39 @@ export function registerAdminCommands(program: Command): void {
     );
   withStoreOptions(keys.command('list').description('list the published keys')).action((flags: StoreFlags) =>
     withStore(flags, async (store) => {
-      const all = (await store.listSigningKeys()).map((k) => ({ kid: k.kid, alg: k.alg, createdAt: new Date(k.createdAt).toISOString(), retiredAt: k.retiredAt && new Date(k.retiredAt).toISOString() }));
-      print(flags, all, () => all.map((k) => `${k.kid}  ${k.alg}  created ${k.createdAt}${k.retiredAt ? `  retired ${k.retiredAt}` : '  (signing)'}`).join('\n') || '(none)');
+      const all = (await store.listSigningKeys()).map((k) => ({
+        kid: k.kid,
+        alg: k.alg,
+        createdAt: new Date(k.createdAt).toISOString(),
+        retiredAt: k.retiredAt && new Date(k.retiredAt).toISOString(),
+        encryptedUnder: sealedUnder(k.privatePem),
+      }));
+      print(
+        flags,
+        all,
+        () =>
+          all
+            .map((k) => `${k.kid}  ${k.alg}  created ${k.createdAt}${k.retiredAt ? `  retired ${k.retiredAt}` : '  (signing)'}  ${k.encryptedUnder ? `encrypted under ${k.encryptedUnder}` : 'in the clear'}`)
+            .join('\n') || '(none)',
+      );
     }),
   );
+  withStoreOptions(
+    keys
+      .command('reencrypt')
+      .description('rewrite every private signing key under the configured key encryption key (in the clear when none is configured)'),
+  )
+    .option('--previous-key-file <file>', 'the key encryption key they are sealed under now, when it is not the configured one')
+    .action((flags: StoreFlags & { previousKeyFile?: string }) =>
+      withStore(flags, async (store, _directory, config) => {
+        const to = KeyEncryption.fromConfig(config);
+        const from = flags.previousKeyFile ? KeyEncryption.fromFile(flags.previousKeyFile) : null;
+        const { rewritten, unchanged } = await reencryptSigningKeys(store, { to, from });
+        print(
+          flags,
+          { rewritten, unchanged, encryptedUnder: to?.id ?? null },
+          () => `${rewritten} keys rewritten ${to ? `encrypted under ${to.id}` : 'in the clear'}; ${unchanged} already were`,
+        );
+      }),
+    );
 }

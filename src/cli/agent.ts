@@ -4,6 +4,7 @@ import { hostname, networkInterfaces, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { Agent, AgentRefusal } from '../agent/agent.js';
+import { ServerError } from '../agent/client.js';
 import type { Executor } from '../agent/executor.js';
 import { LinuxExecutor, restoreQuarantined, type LinuxExecutorOptions } from '../agent/executors/linux/index.js';
 import { parseSimulation, SimulatedExecutor } from '../agent/executors/simulated.js';
@@ -56,6 +57,25 @@ async function linuxExecutor(serverUrl: string, configured: LinuxExecutorOptions
     // The agent's credential lives there: a live-response GetFile must never hand it out.
     getFileDeniedPaths: [...(configured.getFileDeniedPaths ?? []), resolve(stateDir)],
   });
+}
+
+/**
+ * What the operator is told when the agent cannot start because of what it was given: a refused
+ * enrollment token or an unreachable server (one line); null for anything else (a bug).
+ */
+function startFailure(server: string, error: unknown): string | null {
+  if (error instanceof ServerError && error.status >= 400 && error.status < 500) {
+    const hint =
+      error.status === 401 || error.status === 403
+        ? 'check --enrollment-token (COUNTERMAND_ENROLLMENT_TOKEN); `countermand enrollment create` makes a new one'
+        : 'see the server log for the request';
+    return `${server} refused the enrollment (${error.status} ${error.code}: ${error.message}); ${hint}`;
+  }
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code && ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ECONNRESET'].includes(code)) {
+    return `cannot reach ${server} (${code}); check --server (COUNTERMAND_SERVER) and that the server is running`;
+  }
+  return null;
 }
 
 interface AgentFlags {
@@ -132,8 +152,9 @@ export function registerAgentCommand(program: Command): void {
       try {
         await instance.start();
       } catch (error) {
-        if (!(error instanceof AgentRefusal)) throw error;
-        process.stderr.write(`countermand agent: ${error.message}\n`);
+        const refusal = error instanceof AgentRefusal ? error.message : startFailure(flags.server, error);
+        if (refusal === null) throw error;
+        process.stderr.write(`countermand agent: ${refusal}\n`);
         process.exit(1);
       }
       const shutdown = (signal: string) => {

@@ -1,16 +1,25 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig } from '../config.js';
+import { restrictUmask } from '../data-dir.js';
 import { FixturesError } from '../fixtures.js';
 import { tokenCurl } from '../demo.js';
 import { DirectoryError } from '../identity/directory.js';
+import { OperatorError } from '../operator-error.js';
 import { registerAdminCommands } from './admin.js';
 import { registerAgentCommand } from './agent.js';
 import { startServer } from '../server.js';
 
+/** The package's version, read at run time (the same path from src/cli and dist/cli). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 const program = new Command()
   .name('countermand')
   .description('Endpoint response actions that speak the Microsoft Defender for Endpoint machine-actions API.')
+  .version(packageVersion(), '-V, --version', 'print the version')
   .showHelpAfterError();
 
 program
@@ -26,6 +35,8 @@ program
   .option('--demo-fleet <n>', 'simulated agents to start with the server, 0 for none (COUNTERMAND_DEMO_FLEET, default 3)')
   .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (COUNTERMAND_TLS_CERT)')
   .option('--tls-key <file>', 'and this PEM key (COUNTERMAND_TLS_KEY)')
+  .option('--key-encryption-key-file <file>', 'encrypt the signing keys at rest with the key in this file (COUNTERMAND_KEY_ENCRYPTION_KEY_FILE)')
+  .option('--allow-open-data-dir', 'start even if the data dir stays readable by other users (COUNTERMAND_ALLOW_OPEN_DATA_DIR)')
   .addOption(
     new Option('--log-level <level>', 'log level (COUNTERMAND_LOG_LEVEL, default info)').choices([
       'fatal',
@@ -38,6 +49,8 @@ program
     ]),
   )
   .action(async (flags: Record<string, string | undefined>) => {
+    // Whatever the server writes from now on (database, WAL, fleet state, blobs) is its owner's only.
+    restrictUmask();
     const config = loadConfig({
       config: flags.config,
       host: flags.host,
@@ -50,8 +63,11 @@ program
       demoFleetSize: flags.demoFleet,
       tlsCertFile: flags.tlsCert,
       tlsKeyFile: flags.tlsKey,
+      keyEncryptionKeyFile: flags.keyEncryptionKeyFile,
+      ...(flags.allowOpenDataDir ? { allowOpenDataDir: true } : {}),
     });
     const server = await startServer(config);
+    process.stderr.write(`countermand: using ${server.location} (data dir ${server.dataDir})\n`);
     process.stderr.write(`Countermand is listening on ${server.url} (API at ${server.url}/api)\n`);
     if (server.demo) {
       process.stderr.write(
@@ -78,7 +94,8 @@ registerAdminCommands(program);
 registerAgentCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
-  if (error instanceof ConfigError || error instanceof FixturesError || error instanceof DirectoryError) {
+  // Expected failures are one line with what to do; anything else is a bug and keeps its stack.
+  if (error instanceof OperatorError || error instanceof ConfigError || error instanceof FixturesError || error instanceof DirectoryError) {
     process.stderr.write(`countermand: ${error.message}\n`);
     process.exit(2);
   }

@@ -47,6 +47,8 @@ export interface Store {
   /** Deletes keys retired before `before`. */
   pruneSigningKeys(before: number): Promise<void>;
   listSigningKeys(): Promise<SigningKey[]>;
+  /** Replaces a key's stored private PEM if it is still `from` (re-encryption at rest). */
+  replaceSigningKeyPem(kid: string, from: string, to: string): Promise<boolean>;
 
   upsertMachine(machine: Machine): Promise<void>;
   /** By id; also by aadDeviceId and/or computerDnsName when asked (contract §2, machine ids). */

@@ -1,6 +1,7 @@
 import { calculateJwkThumbprint, exportJWK, exportPKCS8, generateKeyPair, importJWK, importPKCS8, type JWK } from 'jose';
 import type { SigningKey } from '../domain/model.js';
 import type { Store } from '../domain/store.js';
+import { isSealed, openPrivatePem, sealedUnder, type KeyEncryption } from './key-encryption.js';
 
 export const TOKEN_LIFETIME_SECONDS = 3599;
 export const CLOCK_SKEW_SECONDS = 60;
@@ -38,6 +39,12 @@ export async function newSigningKey(now: number): Promise<SigningKey> {
   };
 }
 
+export interface KeyRingOptions {
+  now?: () => number;
+  /** Seals private keys at rest (docs/identity.md); null keeps them in the clear. */
+  encryption?: KeyEncryption | null;
+}
+
 /**
  * The token-signing keys, shared through the store by every server node. The newest unretired
  * key signs; retired keys stay published and accepted until every token they signed has expired.
@@ -46,19 +53,33 @@ export class KeyRing {
   private keys: LoadedKey[] = [];
   private reloading: Promise<void> | undefined;
   private readonly unknown = new Map<string, number>();
+  private readonly now: () => number;
+  private readonly encryption: KeyEncryption | null;
 
   constructor(
     private readonly store: Store,
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: KeyRingOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.encryption = options.encryption ?? null;
+  }
 
-  /** Loads the keys, creating the first one on a fresh store. */
+  /**
+   * Loads the keys, creating the first one on a fresh store. With encryption on, keys still
+   * stored in the clear (from before it was turned on) are sealed first.
+   */
   async init(): Promise<void> {
+    if (this.encryption) await reencryptSigningKeys(this.store, { to: this.encryption, onlyClear: true });
     await this.reload();
     if (!this.keys.some((k) => k.record.retiredAt === null)) {
-      await this.store.insertSigningKey(await newSigningKey(this.now()));
+      await this.insert(await newSigningKey(this.now()));
       await this.reload();
     }
+  }
+
+  /** Stores a new key, sealed when encryption is on. */
+  private insert(key: SigningKey): Promise<void> {
+    return this.store.insertSigningKey({ ...key, privatePem: this.encryption?.seal(key.kid, key.privatePem) ?? key.privatePem });
   }
 
   async reload(): Promise<void> {
@@ -68,7 +89,7 @@ export class KeyRing {
       records.map(async (record) => ({
         record,
         publicKey: await importJWK(record.publicJwk as JWK, record.alg),
-        privateKey: record.retiredAt === null ? await importPKCS8(record.privatePem, record.alg) : null,
+        privateKey: record.retiredAt === null ? await importPKCS8(openPrivatePem(record.kid, record.privatePem, [this.encryption]), record.alg) : null,
       })),
     );
   }
@@ -83,7 +104,7 @@ export class KeyRing {
   async rotate(): Promise<SigningKey> {
     const now = this.now();
     const key = await newSigningKey(now);
-    await this.store.insertSigningKey(key);
+    await this.insert(key);
     await this.store.retireSigningKeysExcept(key.kid, now);
     await this.store.pruneSigningKeys(now - RETIRED_KEY_GRACE_MS);
     await this.reload();
@@ -119,4 +140,30 @@ export class KeyRing {
   jwks(): { keys: Record<string, unknown>[] } {
     return { keys: this.keys.map((k) => k.record.publicJwk) };
   }
+}
+
+/**
+ * Rewrites every stored private key under `to` (or in the clear when `to` is null), opening
+ * those sealed under `from` or `to`. `onlyClear` seals only the keys stored in the clear and
+ * leaves the others as they are (what a start with encryption on does). Each key is replaced
+ * only if it is still what was read, so two nodes doing this at once do not clobber each other.
+ */
+export async function reencryptSigningKeys(
+  store: Store,
+  options: { to: KeyEncryption | null; from?: KeyEncryption | null; onlyClear?: boolean },
+): Promise<{ rewritten: number; unchanged: number }> {
+  let rewritten = 0;
+  let unchanged = 0;
+  for (const key of await store.listSigningKeys()) {
+    const under = sealedUnder(key.privatePem);
+    if (under === (options.to?.id ?? null) || (options.onlyClear && isSealed(key.privatePem))) {
+      unchanged++;
+      continue;
+    }
+    const pem = openPrivatePem(key.kid, key.privatePem, [options.from ?? null, options.to]);
+    const next = options.to ? options.to.seal(key.kid, pem) : pem;
+    if (await store.replaceSigningKeyPem(key.kid, key.privatePem, next)) rewritten++;
+    else unchanged++;
+  }
+  return { rewritten, unchanged };
 }

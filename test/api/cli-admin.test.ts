@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeProtectedHeader } from 'jose';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, appToken, cleanup, userToken } from '../support/harness.js';
 import { runCli, spawnCli, type Spawned } from '../support/process.js';
 
@@ -20,10 +20,15 @@ describe('countermand tenants / apps / users / keys', () => {
   });
 
   async function cli(...args: string[]) {
-    const { code, output } = await runCli([...args, ...store, '--json']);
+    const { code, output, stdout } = await runCli([...args, ...store, '--json']);
     expect(code, output).toBe(0);
-    return JSON.parse(output);
+    return JSON.parse(stdout);
   }
+
+  // An empty store to set identities up in before the server's first start (no demo tenant).
+  beforeAll(async () => {
+    expect((await cli('init')).tenants).toBe(0);
+  }, 60_000);
 
   it('creates a tenant, an application and a user that a server then accepts, and rotates keys under it', async () => {
     const tenant = await cli('tenants', 'add', '--name', 'Fabrikam');

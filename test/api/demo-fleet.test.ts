@@ -38,7 +38,7 @@ describe('the demo fleet', () => {
 
     const tokens = await runCli(['enrollment', 'list', '--tenant', setup.tenantId, '--data-dir', dataDir, '--json']);
     expect(tokens.code, tokens.output).toBe(0);
-    expect(JSON.parse(tokens.output)).toEqual([]);
+    expect(JSON.parse(tokens.stdout)).toEqual([]);
   });
 
   it('the removed demoFleetTenant setting is refused by name, in a file or the environment', async () => {

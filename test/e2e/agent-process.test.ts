@@ -174,9 +174,9 @@ describe('countermand agent, killed and restarted', () => {
     const first = runAgent(server.url, stateDir, 'moved.test', { '*': { durationMs: 200 } });
     const [, machineId] = await first.waitFor(/agent for machine ([0-9a-f]{40}) is running/);
     const grant = async () => {
-      const { code, output } = await runCli(['enrollment', 'reenroll', '--tenant', setup.tenantId, '--machine', machineId!, '--data-dir', server.dataDir, '--json']);
+      const { code, output, stdout } = await runCli(['enrollment', 'reenroll', '--tenant', setup.tenantId, '--machine', machineId!, '--data-dir', server.dataDir, '--json']);
       expect(code, output).toBe(0);
-      return JSON.parse(output).reenrollGrant as string;
+      return JSON.parse(stdout).reenrollGrant as string;
     };
     // An administrator gives the machine to another agent: this one's credential is revoked.
     const elsewhere = await fetch(`${server.url}/agent/v1/enroll`, {

@@ -34,9 +34,9 @@ describe.each(BACKENDS)('enrollment and machine ownership (%s)', (backend) => {
   /** The CLI against this server's store (the embedded file, or PostgreSQL). */
   const storeFlags = () => (backend === 'postgres' ? ['--database-url', server.config.databaseUrl!] : ['--data-dir', server.dataDir]);
   async function cli(...args: string[]) {
-    const { code, output } = await runCli([...args, ...storeFlags(), '--json']);
+    const { code, output, stdout } = await runCli([...args, ...storeFlags(), '--json']);
     expect(code, output).toBe(0);
-    return JSON.parse(output);
+    return JSON.parse(stdout);
   }
 
   async function enroll(token: string, name: string) {

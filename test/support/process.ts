@@ -1,11 +1,23 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = ['--import', 'tsx', 'src/cli/main.ts'];
+// Absolute, so the command runs from any working directory.
+const TSX = pathToFileURL(createRequire(join(ROOT, 'package.json')).resolve('tsx')).href;
+const CLI = ['--import', TSX, join(ROOT, 'src/cli/main.ts')];
+
+export interface SpawnOptions {
+  /** Working directory (default: the checkout). */
+  cwd?: string;
+  /** Run under this umask (e.g. 0o022, a common default), whatever the test runner's. */
+  umask?: number;
+}
 
 export interface Spawned {
   child: ChildProcess;
+  /** stdout and stderr as they came. */
   output(): string;
   /** Resolves with the first match of `pattern` in stdout+stderr. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
@@ -13,20 +25,31 @@ export interface Spawned {
 }
 
 /** Runs the `countermand` command from source, as a user would run the installed one. */
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
-  const child = spawn(process.execPath, [...CLI, ...args], {
-    cwd: ROOT,
+/** A spawned `countermand`, its two streams also apart (e.g. --json on stdout, notes on stderr). */
+export interface SpawnedCli extends Spawned {
+  stdout(): string;
+  stderr(): string;
+}
+
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, options: SpawnOptions = {}): SpawnedCli {
+  const command = [process.execPath, ...CLI, ...args];
+  const [file, ...argv] =
+    options.umask === undefined ? command : ['/bin/sh', '-c', `umask ${options.umask.toString(8).padStart(4, '0')} && exec "$@"`, 'sh', ...command];
+  const child = spawn(file!, argv, {
+    cwd: options.cwd ?? ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let text = '';
+  const streams = { stdout: '', stderr: '' };
   const listeners = new Set<() => void>();
-  const onData = (chunk: Buffer) => {
+  const onData = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
     text += chunk.toString('utf8');
+    streams[stream] += chunk.toString('utf8');
     for (const l of listeners) l();
   };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
+  child.stdout!.on('data', onData('stdout'));
+  child.stderr!.on('data', onData('stderr'));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('exit', (code, signal) => {
       for (const l of listeners) l();
@@ -36,6 +59,8 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
   return {
     child,
     output: () => text,
+    stdout: () => streams.stdout,
+    stderr: () => streams.stderr,
     exited,
     waitFor(pattern, timeoutMs = 20_000) {
       return new Promise((resolve, reject) => {
@@ -63,8 +88,8 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): Spawned {
 }
 
 /** Runs the command to completion. */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}) {
-  const p = spawnCli(args, env);
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, options: SpawnOptions = {}) {
+  const p = spawnCli(args, env, options);
   const { code } = await p.exited;
-  return { code, output: p.output() };
+  return { code, output: p.output(), stdout: p.stdout(), stderr: p.stderr() };
 }

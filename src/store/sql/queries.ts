@@ -151,6 +151,7 @@ export const INSERT_SIGNING_KEY = `INSERT INTO signing_keys (${SIGNING_KEY_COLUM
 export const RETIRE_SIGNING_KEYS = 'UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL AND kid <> ?';
 export const PRUNE_SIGNING_KEYS = 'DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?';
 export const SELECT_SIGNING_KEYS = 'SELECT * FROM signing_keys ORDER BY created_at DESC, kid';
+export const REPLACE_SIGNING_KEY_PEM = 'UPDATE signing_keys SET private_pem = ? WHERE kid = ? AND private_pem = ?';
 
 export const SELECT_ACTIVE_FOR_MACHINE = `SELECT a.* FROM machine_actions a
   WHERE a.tenant_id = ? AND a.machine_id = ? AND a.status IN ('Pending', 'InProgress') ORDER BY a.seq`;

@@ -320,6 +320,10 @@ export abstract class SqlStore implements Store {
     return this.many(Q.SELECT_SIGNING_KEYS, [], R.rowToSigningKey);
   }
 
+  async replaceSigningKeyPem(kid: string, from: string, to: string): Promise<boolean> {
+    return (await this.exec(Q.REPLACE_SIGNING_KEY_PEM, [to, kid, from])) > 0;
+  }
+
   async upsertMachine(machine: Machine): Promise<void> {
     await this.exec(Q.UPSERT_MACHINE, R.machineParams(machine));
   }
