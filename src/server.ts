@@ -175,7 +175,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
   try {
     const store = await openStore(config, dataDir, logger);
     stops.push(() => store.close());
-    const keys = new KeyRing(store, { encryption });
+    const keys = new KeyRing(store, { encryption, onWarning: (message) => logger.warn(message) });
     const directory = new Directory(store);
     await Promise.all([keys.init(), fixtures ? loadFixtures(store, directory, fixtures) : null]);
     const keyRefresh = setInterval(() => {

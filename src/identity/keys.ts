@@ -43,6 +43,8 @@ export interface KeyRingOptions {
   now?: () => number;
   /** Seals private keys at rest (docs/identity.md); null keeps them in the clear. */
   encryption?: KeyEncryption | null;
+  /** Told when a re-read finds a private key it cannot open (another node's key encryption key). */
+  onWarning?: (message: string) => void;
 }
 
 /**
@@ -55,6 +57,7 @@ export class KeyRing {
   private readonly unknown = new Map<string, number>();
   private readonly now: () => number;
   private readonly encryption: KeyEncryption | null;
+  private readonly onWarning: (message: string) => void;
 
   constructor(
     private readonly store: Store,
@@ -62,6 +65,7 @@ export class KeyRing {
   ) {
     this.now = options.now ?? Date.now;
     this.encryption = options.encryption ?? null;
+    this.onWarning = options.onWarning ?? (() => undefined);
   }
 
   /**
@@ -70,10 +74,10 @@ export class KeyRing {
    */
   async init(): Promise<void> {
     if (this.encryption) await reencryptSigningKeys(this.store, { to: this.encryption, onlyClear: true });
-    await this.reload();
+    await this.reload(true);
     if (!this.keys.some((k) => k.record.retiredAt === null)) {
       await this.insert(await newSigningKey(this.now()));
-      await this.reload();
+      await this.reload(true);
     }
   }
 
@@ -82,16 +86,31 @@ export class KeyRing {
     return this.store.insertSigningKey({ ...key, privatePem: this.encryption?.seal(key.kid, key.privatePem) ?? key.privatePem });
   }
 
-  async reload(): Promise<void> {
+  /**
+   * Re-reads the keys. `strict` (the start) fails on a private key that cannot be opened; a later
+   * re-read keeps serving instead: it keeps what it had loaded for that key (or no private key),
+   * still publishes every public key, and warns.
+   */
+  async reload(strict = false): Promise<void> {
     const horizon = this.now() - RETIRED_KEY_GRACE_MS;
     const records = (await this.store.listSigningKeys()).filter((k) => k.retiredAt === null || k.retiredAt >= horizon);
     this.keys = await Promise.all(
       records.map(async (record) => ({
         record,
         publicKey: await importJWK(record.publicJwk as JWK, record.alg),
-        privateKey: record.retiredAt === null ? await importPKCS8(openPrivatePem(record.kid, record.privatePem, [this.encryption]), record.alg) : null,
+        privateKey: record.retiredAt === null ? await this.privateKey(record, strict) : null,
       })),
     );
+  }
+
+  private async privateKey(record: SigningKey, strict: boolean): Promise<PrivateKey | null> {
+    try {
+      return await importPKCS8(openPrivatePem(record.kid, record.privatePem, [this.encryption]), record.alg);
+    } catch (error) {
+      if (strict) throw error;
+      this.onWarning(`cannot open the private signing key ${record.kid}: ${(error as Error).message}`);
+      return this.keys.find((k) => k.record.kid === record.kid)?.privateKey ?? null;
+    }
   }
 
   /** One re-read at a time: concurrent callers share it. */
