@@ -272,9 +272,9 @@ describe('start-up (items 15, 16)', () => {
     const dataDir = join(tempDir(), 'data');
     const first = serve(['--data-dir', dataDir]);
     const [, url] = await first.waitFor(/listening on (http:\/\/[^\s]+)/);
-    const second = await runCli(['serve', '--port', '0', '--data-dir', dataDir, '--log-level', 'warn']);
-    expect(second.code).toBe(2);
-    expect(oneLine(second.output)).toBe(
+    const second = serve(['--data-dir', dataDir]); // tracked: stopped by afterEach should it not exit
+    expect((await second.exited).code).toBe(2);
+    expect(oneLine(second.output())).toBe(
       `countermand: another Countermand server (pid ${first.child.pid}) is using the data dir ${dataDir}; stop it, or give this one its own --data-dir (COUNTERMAND_DATA_DIR)`,
     );
     expect((await fetch(`${url}/api/machines`)).status).toBe(401); // still serving

@@ -89,7 +89,10 @@ describe.each(['sqlite', 'postgres'] as const)('signing keys at rest (%s)', (bac
   }
   /** A start that must fail: exit 2 and one line, no stack trace. */
   async function refused(store: { args: string[] }, env: NodeJS.ProcessEnv = {}): Promise<string> {
-    const r = await runCli(['serve', '--port', '0', '--log-level', 'warn', '--fixtures', fixtures, ...store.args], { COUNTERMAND_DEMO_FLEET: '0', ...env });
+    // Tracked, so a start that wrongly succeeds is stopped by afterEach.
+    const p = spawnCli(['serve', '--port', '0', '--log-level', 'warn', '--fixtures', fixtures, ...store.args], { COUNTERMAND_DEMO_FLEET: '0', ...env });
+    procs.push(p);
+    const r = { code: (await p.exited).code, output: p.output() };
     expect(r.code, r.output).toBe(2);
     expect(r.output).not.toMatch(/^\s+at /m);
     const lines = r.output.trim().split('\n');
