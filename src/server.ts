@@ -77,8 +77,9 @@ export async function openStore(config: ServerConfig, dataDir: string, logger?: 
     try {
       return await PostgresStore.connect(config.databaseUrl);
     } catch (error) {
-      // Connection, authentication and missing-database errors carry a code; others are bugs.
-      if (!(error as { code?: unknown }).code) throw error;
+      // Network errors (ECONNREFUSED, ENOTFOUND, ...), and PostgreSQL's connection (08), login
+      // (28), unknown database (3D000) and not-accepting-connections (57P0x) errors; others are bugs.
+      if (!/^(E[A-Z]+|08...|28...|3D000|57P0[1-4])$/.test(String((error as { code?: unknown }).code ?? ''))) throw error;
       throw new OperatorError(`cannot use ${location}: ${(error as Error).message}; check --database-url (COUNTERMAND_DATABASE_URL)`);
     }
   }

@@ -288,6 +288,29 @@ describe('start-up (items 15, 16)', () => {
     const again = serve(['--data-dir', dataDir]);
     await again.waitFor(/listening on/);
   }, 60_000);
+
+  it.skipIf(!PG_URL)(`on PostgreSQL too, two nodes cannot share a data dir (the demo fleet's state is there)${PG_URL ? '' : ` (skipped: ${PG_SKIP_REASON})`}`, async () => {
+    const db = await freshDatabase();
+    try {
+      const dataDir = join(tempDir(), 'node-a');
+      const store = ['--database-url', db.url, '--data-dir', dataDir];
+      const first = serve(store);
+      await first.waitFor(/listening on/);
+      const second = serve(store);
+      expect((await second.exited).code).toBe(2);
+      expect(oneLine(second.output())).toMatch(/^countermand: another Countermand server \(pid \d+\) is using the data dir /);
+      // Another data dir on the same database is another node, as intended.
+      const other = serve(['--database-url', db.url, '--data-dir', join(tempDir(), 'node-b')]);
+      await other.waitFor(/listening on/);
+      expect(existsSync(join(dataDir, 'countermand.db'))).toBe(false);
+    } finally {
+      for (const p of procs.splice(0)) {
+        p.child.kill('SIGKILL');
+        await p.exited;
+      }
+      await db.drop();
+    }
+  }, 60_000);
 });
 
 describe('which store a command opened (item 18)', () => {
