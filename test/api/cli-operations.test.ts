@@ -218,19 +218,18 @@ describe('one-line errors (item 17)', () => {
     const server = serve(['--data-dir', join(dir, 'data'), '--demo-fleet', '0']);
     const [, url] = await server.waitFor(/listening on (http:\/\/[^\s]+)/);
     const agent = (...args: string[]) => runCli(['agent', '--server', url!, '--executor', 'simulated', '--state-dir', join(dir, 'agent'), ...args]);
+    // The agent's refusals exit 1, each one line.
     const bad = await agent('--enrollment-token', 'cme_not-a-real-token');
-    expect(bad.code).toBe(2);
+    expect(bad.code).toBe(1);
     expect(oneLine(bad.output)).toBe(
-      `countermand: ${url} refused the enrollment (401 Unauthorized: The enrollment token is not valid.); check --enrollment-token (COUNTERMAND_ENROLLMENT_TOKEN); \`countermand enrollment create\` makes a new one`,
+      `countermand agent: ${url} refused the enrollment (401 Unauthorized: The enrollment token is not valid.); check --enrollment-token (COUNTERMAND_ENROLLMENT_TOKEN); \`countermand enrollment create\` makes a new one`,
     );
     const none = await agent();
-    expect(none.code).toBe(2);
-    expect(oneLine(none.output)).toBe(
-      `countermand: this machine is not enrolled with ${url} (no credential for it in ${join(dir, 'agent')}); give --enrollment-token (COUNTERMAND_ENROLLMENT_TOKEN) from \`countermand enrollment create\``,
-    );
+    expect(none.code).toBe(1);
+    expect(oneLine(none.output)).toMatch(/^countermand agent: not enrolled: an enrollment token is needed \(--enrollment-token\)/);
     const away = await runCli(['agent', '--server', 'http://127.0.0.1:1', '--enrollment-token', 'cme_x', '--executor', 'simulated', '--state-dir', join(dir, 'agent')]);
-    expect(away.code).toBe(2);
-    expect(oneLine(away.output)).toBe('countermand: cannot reach http://127.0.0.1:1 (ECONNREFUSED); check --server (COUNTERMAND_SERVER) and that the server is running');
+    expect(away.code).toBe(1);
+    expect(oneLine(away.output)).toBe('countermand agent: cannot reach http://127.0.0.1:1 (ECONNREFUSED); check --server (COUNTERMAND_SERVER) and that the server is running');
   }, 60_000);
 
   it('--version prints the package version, from the source and from a built package', async () => {
