@@ -76,7 +76,8 @@ export async function startTestServer(options: {
   const database = options.backend === 'postgres' && !options.config?.databaseUrl ? await freshDatabase() : null;
   const dataDir = mkdtempSync(join(tmpdir(), 'countermand-test-'));
   const fixturesPath = join(dataDir, 'fixtures.json');
-  writeFileSync(fixturesPath, JSON.stringify(options.fixtures));
+  // Inside the data dir, which the server keeps private: the file holds secrets, so 0600 too.
+  writeFileSync(fixturesPath, JSON.stringify(options.fixtures), { mode: 0o600 });
   const logs: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, done) {
