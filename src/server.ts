@@ -201,6 +201,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       checkinLimit: config.rateLimitsEnabled
         ? { points: config.agentCheckinsPerMinute, seconds: Math.max(1, Math.round(60 * config.rateLimitWindowScale)) }
         : null,
+      ...(pool ? { pool } : {}),
     });
     actions.setListener(gateway);
 
@@ -246,6 +247,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
             issuerBase: config.issuerBase,
             baseUrl: () => baseUrl,
             audiences: () => audiences,
+            ...(pool ? { pool } : {}),
           }),
         (instance) => registerAgentRoutes(instance, gateway),
       ],

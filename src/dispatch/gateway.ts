@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { ApiError, ERRORS } from '../domain/errors.js';
 import { ONBOARDED, type Machine, type MachineAction } from '../domain/model.js';
@@ -33,6 +34,8 @@ export interface GatewayOptions {
    */
   checkinLimit?: { points: number; seconds: number } | null;
   now?: () => number;
+  /** With several server nodes: failed enrollments are counted in PostgreSQL, shared by every node. */
+  pool?: pg.Pool;
 }
 
 /** What an enrollment request proved, and the refusal if the attach then finds it spent. */
@@ -67,11 +70,12 @@ export class AgentGateway implements ActionListener {
   private readonly actions: ActionsService;
   private readonly now: () => number;
   private readonly credentials = new Map<string, { identity: AgentIdentity; until: number }>();
-  private readonly enrollFailures = new FailureThrottle('enroll');
+  private readonly enrollFailures: FailureThrottle;
   private readonly checkins: RateLimiterMemory | null;
   private closing = false;
 
   constructor(private readonly options: GatewayOptions) {
+    this.enrollFailures = new FailureThrottle('enroll', { ...(options.pool ? { pool: options.pool } : {}), refuse: ERRORS.TooManyRequests });
     this.store = options.store;
     this.actions = options.actions;
     this.now = options.now ?? Date.now;
@@ -100,8 +104,6 @@ export class AgentGateway implements ActionListener {
    * same transaction as the attach, so one proof attaches one agent.
    */
   async enroll(request: EnrollRequest, source: string, authorization?: string): Promise<EnrollResponse> {
-    const wait = await this.enrollFailures.blockedFor(source);
-    if (wait > 0) throw ERRORS.TooManyRequests(wait);
     const claim = await this.claim(request, source, authorization);
     const now = this.now();
     const { tenantId, machine: previous } = claim;
@@ -143,21 +145,27 @@ export class AgentGateway implements ActionListener {
     return { tenantId, machineId: machine.id, agentToken };
   }
 
-  /** What the enrollment request proves: a new machine of a tenant, or one existing machine. */
+  /**
+   * What the enrollment request proves: a new machine of a tenant, or one existing machine. Each
+   * proof is an attempt counted before it is checked, per (proof, source) and per source
+   * (failure-throttle.ts).
+   */
   private async claim(request: EnrollRequest, source: string, authorization: string | undefined): Promise<Claim> {
     if (request.reenrollGrant !== undefined) {
       const tokenHash = REENROLL_GRANT.test(request.reenrollGrant) ? hashOpaqueToken(request.reenrollGrant) : null;
-      const grant = tokenHash ? await this.store.findReenrollGrant(tokenHash) : null;
       // Only an unknown grant is a guess; a used or expired one was real.
-      if (!grant) await this.enrollFailures.failed(source);
+      const grant = await this.enrollFailures.attempt('reenroll-grant', source, async () =>
+        tokenHash ? this.store.findReenrollGrant(tokenHash) : null,
+      );
       if (!tokenHash || !grant || grant.usedAt !== null || grant.expiresAt <= this.now()) throw grantRefused();
       return this.existing(grant.tenantId, grant.machineId, request.machineId, { kind: 'grant', tokenHash }, grantRefused);
     }
     if (authorization !== undefined) {
       const token = /^Bearer +(\S+)$/.exec(authorization.trim())?.[1];
       const tokenHash = token && AGENT_TOKEN.test(token) ? hashOpaqueToken(token) : null;
-      const credential = tokenHash ? await this.store.findAgentCredential(tokenHash) : null;
-      if (!credential) await this.enrollFailures.failed(source);
+      const credential = await this.enrollFailures.attempt('agent-credential', source, async () =>
+        tokenHash ? this.store.findAgentCredential(tokenHash) : null,
+      );
       if (!tokenHash || !credential || credential.revokedAt !== null) throw credentialRefused();
       return this.existing(credential.tenantId, credential.machineId, request.machineId, { kind: 'credential', tokenHash }, credentialRefused);
     }
@@ -167,11 +175,11 @@ export class AgentGateway implements ActionListener {
       );
     }
     const [id, secret] = request.enrollmentToken.split('.', 2);
-    const record = id && secret ? await this.store.getEnrollmentSecret(id) : null;
-    if (!record || !(await verifySecret(secret!, record.secretHash))) {
-      await this.enrollFailures.failed(source);
-      throw agentUnauthorized('The enrollment token is not valid.');
-    }
+    const record = await this.enrollFailures.attempt(`token:${id ?? ''}`, source, async (from) => {
+      const found = id && secret ? await this.store.getEnrollmentSecret(id) : null;
+      return found && (await verifySecret(secret!, found.secretHash, from)) ? found : null;
+    });
+    if (!record) throw agentUnauthorized('The enrollment token is not valid.');
     if (request.machineId !== undefined) {
       // Whether or not the machine exists: an enrollment token never takes over a machine.
       throw ERRORS.ForbiddenMessage(

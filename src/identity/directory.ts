@@ -112,17 +112,20 @@ export class Directory {
     return { user, password };
   }
 
-  /** The application if the secret is right; null otherwise (never says which part was wrong). */
-  async authenticateApplication(tenantId: string, clientId: string, secret: string): Promise<Application | null> {
+  /**
+   * The application if the secret is right; null otherwise (never says which part was wrong).
+   * `source` is who asks, for the hashing queue's turns (secrets.ts).
+   */
+  async authenticateApplication(tenantId: string, clientId: string, secret: string, source?: string): Promise<Application | null> {
     const app = await this.store.getApplication(tenantId, clientId.toLowerCase());
     // Hash even when the application is unknown, so timing does not tell which ids exist.
-    const ok = await verifySecret(secret, app?.secretHash ?? (await dummyHash()));
+    const ok = await verifySecret(secret, app?.secretHash ?? (await dummyHash()), source);
     return app && ok ? app : null;
   }
 
-  async authenticateUser(tenantId: string, upn: string, password: string): Promise<User | null> {
+  async authenticateUser(tenantId: string, upn: string, password: string, source?: string): Promise<User | null> {
     const user = await this.store.getUserByUpn(tenantId, upn);
-    const ok = await verifySecret(password, user?.passwordHash ?? (await dummyHash()));
+    const ok = await verifySecret(password, user?.passwordHash ?? (await dummyHash()), source);
     return user && ok ? user : null;
   }
 }

@@ -1,28 +1,135 @@
-import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { createHash } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
+import type pg from 'pg';
+import { RateLimiterMemory, RateLimiterPostgres, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 
-/** Failed attempts per key and minute before the key is refused until the minute is over. */
-const FAILURES_PER_MINUTE = 20;
+/** Failed attempts a minute for one credential (client id, user name, enrollment token) from one source. */
+export const FAILURES_PER_CREDENTIAL = 20;
+/** Failed attempts a minute from one source, whatever the credentials (random client ids). */
+export const FAILURES_PER_SOURCE = 100;
+const WINDOW_SECONDS = 60;
+
+export interface FailureThrottleOptions {
+  /** With several server nodes: count in PostgreSQL (table rate_limits), so guesses spread over nodes add up. */
+  pool?: pg.Pool;
+  /** The refusal in the protocol's own words (OAuth's temporarily_unavailable, the API's envelope). */
+  refuse: (retryAfterSeconds: number) => Error;
+}
 
 /**
- * Refuses a key (a client, a user, an address) that keeps failing to prove a secret, so that
- * guessing secrets does not scale. Only failures count. Used by the token service and by agent
- * enrollment; each answers in its own protocol's words.
+ * Who a request comes from, for throttling: its IPv4 address, or the /64 of an IPv6 address
+ * (one host can use a whole /64, so one address per guess must not mean a fresh budget).
+ */
+export function sourceOf(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  if (isIPv4(ip) || !isIPv6(ip)) return ip;
+  const [head = '', tail = ''] = ip.toLowerCase().split('::');
+  const left = head ? head.split(':') : [];
+  const right = ip.includes('::') && tail ? tail.split(':') : [];
+  const groups = ip.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
+/**
+ * Throttles guessing of secrets by callers that have not proved one yet (token requests, agent
+ * enrollment). An attempt is counted before its secret is checked, atomically, and given back
+ * when the secret was right, so only failures count and a burst of any size gets at most the
+ * limit's worth of checks. Counted per (credential, source), so a stranger cannot lock the owner
+ * out from elsewhere, and per source, so guessing with a fresh credential each time (random
+ * client ids) does not scale either.
  */
 export class FailureThrottle {
-  private readonly failures: RateLimiterMemory;
+  private readonly perCredential: RateLimiterAbstract;
+  private readonly perSource: RateLimiterAbstract;
+  /** Attempts being checked on this node, by counter key: each settles after its give-back. */
+  private readonly checking = new Map<string, Set<Promise<void>>>();
 
-  constructor(name: string) {
-    this.failures = new RateLimiterMemory({ points: FAILURES_PER_MINUTE, duration: 60, keyPrefix: name });
+  constructor(
+    name: string,
+    private readonly options: FailureThrottleOptions,
+  ) {
+    const limiter = (points: number, keyPrefix: string) =>
+      options.pool
+        ? new RateLimiterPostgres({ points, duration: WINDOW_SECONDS, keyPrefix, storeClient: options.pool, tableName: 'rate_limits', tableCreated: true })
+        : new RateLimiterMemory({ points, duration: WINDOW_SECONDS, keyPrefix });
+    this.perCredential = limiter(FAILURES_PER_CREDENTIAL, `${name}:credential`);
+    this.perSource = limiter(FAILURES_PER_SOURCE, `${name}:source`);
   }
 
-  /** Whole seconds until the key may try again; 0 when it may now. */
-  async blockedFor(key: string): Promise<number> {
-    const state = await this.failures.get(key);
-    if (!state || state.consumedPoints < FAILURES_PER_MINUTE) return 0;
-    return Math.max(1, Math.ceil(state.msBeforeNext / 1000));
+  /**
+   * Runs `check` as one attempt to prove `credential` from address `ip`; `check` gets the source
+   * (to wait its turn for hashing, see secrets.ts) and returns what it proved, or null. Throws the
+   * refusal when the credential or the source has used up its failures for now.
+   */
+  async attempt<T>(credential: string, ip: string, check: (source: string) => Promise<T | null>): Promise<T | null> {
+    const source = sourceOf(ip);
+    const counters: Counter[] = [
+      [this.perSource, keyOf(source)],
+      [this.perCredential, keyOf(`${credential.toLowerCase()}@${source}`)],
+    ];
+    const taken: Counter[] = [];
+    try {
+      for (const counter of counters) {
+        await this.take(counter);
+        taken.push(counter);
+      }
+    } catch (refusal) {
+      // Refused before any check: this attempt counts nowhere.
+      await Promise.all(taken.map(give));
+      throw refusal;
+    }
+    const outcome = (async () => {
+      const proved = await check(source);
+      if (proved !== null) await Promise.all(counters.map(give));
+      return proved;
+    })();
+    const settled = outcome.then(
+      () => undefined,
+      () => undefined,
+    );
+    for (const [, key] of counters) this.track(key, settled);
+    try {
+      return await outcome;
+    } finally {
+      for (const [, key] of counters) this.untrack(key, settled);
+    }
   }
 
-  async failed(key: string): Promise<void> {
-    await this.failures.penalty(key, 1);
+  private async take([limiter, key]: Counter): Promise<void> {
+    for (;;) {
+      try {
+        await limiter.consume(key);
+        return;
+      } catch (rejection) {
+        if (!(rejection instanceof RateLimiterRes)) throw rejection;
+        // A refused attempt is not counted, so the count is failures plus checks under way.
+        await limiter.reward(key, 1);
+        const underWay = this.checking.get(key);
+        if (!underWay?.size) throw this.options.refuse(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
+        // The budget is held by checks still running here; each right secret gives its attempt
+        // back, so a burst of right secrets (many agents enrolling at once) waits, not fails.
+        await Promise.race(underWay);
+      }
+    }
+  }
+
+  private track(key: string, settled: Promise<void>): void {
+    const set = this.checking.get(key);
+    if (set) set.add(settled);
+    else this.checking.set(key, new Set([settled]));
+  }
+
+  private untrack(key: string, settled: Promise<void>): void {
+    const set = this.checking.get(key);
+    set?.delete(settled);
+    if (set?.size === 0) this.checking.delete(key);
   }
 }
+
+type Counter = readonly [RateLimiterAbstract, string];
+
+const give = ([limiter, key]: Counter) => limiter.reward(key, 1);
+
+/** Keys fit the rate_limits table (VARCHAR(255)) and hold no byte PostgreSQL refuses. */
+const keyOf = (key: string) => (key.length <= 160 && /^[\x20-\x7e]*$/.test(key) ? key : createHash('sha256').update(key).digest('hex'));

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Application } from '../domain/model.js';
+import type pg from 'pg';
 import type { Store } from '../domain/store.js';
+import { textProblem } from '../validation.js';
 import type { Directory } from './directory.js';
 import { FailureThrottle } from './failure-throttle.js';
 import { TOKEN_LIFETIME_SECONDS, type KeyRing } from './keys.js';
@@ -8,8 +9,9 @@ import { issuerFor, normalizeAudience, type TokenIssuer } from './tokens.js';
 
 /**
  * The OAuth 2.0 token endpoints MDE clients call (contract §7), at the server root:
- * `/{tenant}/oauth2/v2.0/token` and `/{tenant}/oauth2/token` (also as GET with a form body),
- * plus the JWKS and OpenID metadata a verifier needs. Errors follow RFC 6749 §5.2.
+ * `/{tenant}/oauth2/v2.0/token` and `/{tenant}/oauth2/token` (also as GET with a form body or a
+ * query string), plus the JWKS and OpenID metadata a verifier needs. Errors follow RFC 6749
+ * §5.2. Requests are form-encoded only (RFC 6749 §4.4.2), so every field is a string.
  */
 
 export interface TokenServiceOptions {
@@ -20,6 +22,8 @@ export interface TokenServiceOptions {
   issuerBase: string;
   baseUrl: () => string;
   audiences: () => ReadonlySet<string>;
+  /** With several server nodes: failed attempts are counted in PostgreSQL, shared by every node. */
+  pool?: pg.Pool;
 }
 
 class OAuthError extends Error {
@@ -36,12 +40,25 @@ class OAuthError extends Error {
 const FORM = 'application/x-www-form-urlencoded';
 const MAX_FORM_BYTES = 64 * 1024;
 
+/** A parsed form: every field a string, each given once; no prototype, so any name is just a name. */
 type Form = Record<string, string>;
 
+const invalid = (description: string) => new OAuthError(400, 'invalid_request', description);
+const quoted = (text: string) => JSON.stringify(text.slice(0, 64));
+
+/** Refuses text a store cannot keep (textProblem), naming where it was. */
+function checkText(value: string, where: string): string {
+  const problem = textProblem(value);
+  if (problem) throw invalid(`${where} ${problem}.`);
+  return value;
+}
+
 function parseForm(text: string): Form {
-  const form: Form = {};
+  const form: Form = Object.create(null);
   for (const [key, value] of new URLSearchParams(text)) {
-    if (key in form) throw new OAuthError(400, 'invalid_request', `The parameter '${key}' is given more than once.`);
+    checkText(key, 'A parameter name');
+    checkText(value, `The parameter ${quoted(key)}`);
+    if (key in form) throw invalid(`The parameter ${quoted(key)} is given more than once.`);
     form[key] = value;
   }
   return form;
@@ -53,36 +70,71 @@ async function readGetBody(request: FastifyRequest): Promise<string> {
   let size = 0;
   for await (const chunk of request.raw) {
     size += (chunk as Buffer).length;
-    if (size > MAX_FORM_BYTES) throw new OAuthError(400, 'invalid_request', 'The request body is too large.');
+    if (size > MAX_FORM_BYTES) throw invalid('The request body is too large.');
     chunks.push(chunk as Buffer);
   }
+  if (size > 0 && !isForm(request.headers['content-type'])) throw invalid(`The request body must be ${FORM}.`);
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** client_secret_basic (RFC 6749 §2.3.1): credentials in the Authorization header. */
+const isForm = (contentType: string | undefined) => contentType?.split(';')[0]?.trim().toLowerCase() === FORM;
+
+const badBasic = () =>
+  new OAuthError(
+    401,
+    'invalid_client',
+    'The Authorization header is not valid Basic credentials: base64 of <client id>:<client secret>, each form-url-encoded.',
+    { 'www-authenticate': 'Basic' },
+  );
+
+/** One form-url-encoded component (RFC 6749 §2.3.1), or null when it does not decode. */
+function formDecode(text: string): string | null {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * client_secret_basic (RFC 6749 §2.3.1): credentials in the Authorization header. Another scheme
+ * is not client authentication (null); a Basic header that does not decode is 401 invalid_client.
+ */
 function basicCredentials(request: FastifyRequest): { clientId: string; secret: string } | null {
-  const header = request.headers.authorization;
-  const match = header ? /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header.trim()) : null;
+  const match = /^Basic(?:\s+(.*))?$/is.exec(request.headers.authorization?.trim() ?? '');
   if (!match) return null;
-  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const encoded = match[1]?.trim() ?? '';
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded)) throw badBasic();
+  let decoded: string;
+  try {
+    decoded = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(encoded, 'base64'));
+  } catch {
+    throw badBasic();
+  }
   const colon = decoded.indexOf(':');
-  if (colon < 0) return null;
-  return {
-    clientId: decodeURIComponent(decoded.slice(0, colon).replace(/\+/g, ' ')),
-    secret: decodeURIComponent(decoded.slice(colon + 1).replace(/\+/g, ' ')),
-  };
+  const clientId = colon < 0 ? null : formDecode(decoded.slice(0, colon));
+  const secret = colon < 0 ? null : formDecode(decoded.slice(colon + 1));
+  if (clientId === null || secret === null || !clientId) throw badBasic();
+  return { clientId: checkText(clientId, 'The client id'), secret: checkText(secret, 'The client secret') };
 }
 
 const required = (form: Form, name: string): string => {
   const value = form[name];
-  if (!value) throw new OAuthError(400, 'invalid_request', `The request body must contain the parameter '${name}'.`);
+  if (!value) throw invalid(`The request body must contain the parameter '${name}'.`);
   return value;
 };
 
 export function registerTokenService(app: FastifyInstance, options: TokenServiceOptions): void {
-  const failures = new FailureThrottle('token-failures');
+  const failures = new FailureThrottle('token', {
+    ...(options.pool ? { pool: options.pool } : {}),
+    refuse: (seconds) =>
+      new OAuthError(429, 'temporarily_unavailable', `Too many failed attempts; retry in ${seconds} seconds.`, { 'retry-after': String(seconds) }),
+  });
 
   app.register(async (scope) => {
+    // Only forms are read here: a JSON body (the server's default elsewhere) is refused, not
+    // taken for a form with fields of any type.
+    scope.removeAllContentTypeParsers();
     scope.addContentTypeParser(FORM, { parseAs: 'string', bodyLimit: MAX_FORM_BYTES }, (_request, body, done) => {
       try {
         done(null, parseForm(body as string));
@@ -93,16 +145,17 @@ export function registerTokenService(app: FastifyInstance, options: TokenService
     scope.setErrorHandler((error, request, reply) => {
       if (error instanceof OAuthError) return sendOAuthError(reply, request, error);
       const status = (error as { statusCode?: number }).statusCode;
-      if (status === 415) return sendOAuthError(reply, request, new OAuthError(400, 'invalid_request', `The request body must be ${FORM}.`));
-      if (status && status < 500) return sendOAuthError(reply, request, new OAuthError(400, 'invalid_request', 'The request is malformed.'));
+      if (status === 415) return sendOAuthError(reply, request, invalid(`The request body must be ${FORM}.`));
+      if (status === 413) return sendOAuthError(reply, request, invalid('The request body is too large.'));
+      if (status && status < 500) return sendOAuthError(reply, request, invalid('The request is malformed.'));
       request.log.error({ err: error }, 'token request failed');
       return sendOAuthError(reply, request, new OAuthError(500, 'server_error', 'An unexpected error occurred.'));
     });
 
     const tenantOf = async (request: FastifyRequest) => {
-      const raw = (request.params as { tenant: string }).tenant.toLowerCase();
+      const raw = checkText((request.params as { tenant: string }).tenant, 'The tenant in the path').toLowerCase();
       const tenant = await options.store.getTenant(raw);
-      if (!tenant) throw new OAuthError(400, 'invalid_request', `Tenant '${raw.slice(0, 64)}' not found.`);
+      if (!tenant) throw invalid(`Tenant ${quoted(raw)} not found.`);
       return tenant.id;
     };
 
@@ -111,53 +164,46 @@ export function registerTokenService(app: FastifyInstance, options: TokenService
       let form: Form;
       if (request.method === 'GET') {
         const text = await readGetBody(request);
-        const query = (request.raw.url ?? '').split('?')[1] ?? '';
-        form = parseForm(text || query);
+        const url = request.raw.url ?? '';
+        form = parseForm(text || (url.includes('?') ? url.slice(url.indexOf('?') + 1) : ''));
       } else {
-        if (typeof request.body !== 'object' || request.body === null) {
-          throw new OAuthError(400, 'invalid_request', `The request body must be ${FORM}.`);
-        }
+        if (typeof request.body !== 'object' || request.body === null) throw invalid(`The request body must be ${FORM}.`);
         form = request.body as Form;
       }
       const grant = required(form, 'grant_type');
       const audience = resourceOf(form, version, options.audiences());
       const basic = basicCredentials(request);
       const clientId = basic?.clientId ?? form.client_id;
-      const guard = `${tenantId}:${grant === 'password' ? (form.username ?? '').toLowerCase() : (clientId ?? '').toLowerCase()}`;
-      const wait = await failures.blockedFor(guard);
-      if (wait > 0) {
-        throw new OAuthError(429, 'temporarily_unavailable', `Too many failed attempts; retry in ${wait} seconds.`, {
-          'retry-after': String(wait),
-        });
-      }
 
+      // Each secret check is an attempt counted before it runs (failure-throttle.ts).
       let accessToken: string;
       if (grant === 'client_credentials') {
-        if (!clientId) throw new OAuthError(400, 'invalid_request', "The request body must contain the parameter 'client_id'.");
+        if (!clientId) throw invalid("The request body must contain the parameter 'client_id'.");
         const secret = basic?.secret ?? form.client_secret;
         if (!secret) throw new OAuthError(401, 'invalid_client', 'The client secret is missing.');
-        const application = await options.directory.authenticateApplication(tenantId, clientId, secret);
+        const application = await failures.attempt(`${tenantId}:app:${clientId}`, request.ip, (source) =>
+          options.directory.authenticateApplication(tenantId, clientId, secret, source),
+        );
         if (!application) {
-          await failures.failed(guard);
           throw new OAuthError(401, 'invalid_client', 'The client id or client secret is not valid for this tenant.', basic ? { 'www-authenticate': 'Basic' } : {});
         }
         accessToken = await options.issuer.forApplication(application, audience);
       } else if (grant === 'password') {
         const username = required(form, 'username');
         const password = required(form, 'password');
-        let client: Application | null = null;
-        if (clientId) {
-          client = await options.store.getApplication(tenantId, clientId.toLowerCase());
-          if (!client) throw new OAuthError(400, 'unauthorized_client', `Application '${clientId.slice(0, 64)}' is not registered in this tenant.`);
-        }
-        const user = await options.directory.authenticateUser(tenantId, username, password);
-        if (!user) {
-          await failures.failed(guard);
-          throw new OAuthError(400, 'invalid_grant', 'The user name or password is incorrect.');
-        }
-        accessToken = await options.issuer.forUser(user, audience, client);
+        const proved = await failures.attempt(`${tenantId}:user:${username}`, request.ip, async (source) => {
+          // The client id is looked up and the password hashed either way, and an unknown client
+          // id is the same failure: neither the answer nor its time tells which client ids exist.
+          const [client, user] = await Promise.all([
+            clientId ? options.store.getApplication(tenantId, clientId.toLowerCase()) : null,
+            options.directory.authenticateUser(tenantId, username, password, source),
+          ]);
+          return user && (client || !clientId) ? { user, client } : null;
+        });
+        if (!proved) throw new OAuthError(400, 'invalid_grant', 'The user name, password or client id is not valid for this tenant.');
+        accessToken = await options.issuer.forUser(proved.user, audience, proved.client);
       } else {
-        throw new OAuthError(400, 'unsupported_grant_type', `The grant type '${grant.slice(0, 64)}' is not supported; use client_credentials or password.`);
+        throw new OAuthError(400, 'unsupported_grant_type', `The grant type ${quoted(grant)} is not supported; use client_credentials or password.`);
       }
       return reply
         .header('content-type', 'application/json; charset=utf-8')
