@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, stdSerializers, type Logger } from 'pino';
 
 /**
  * Paths never logged. Fastify's request serializer logs no headers, but anything that logs a
@@ -15,13 +15,39 @@ export const REDACTED_PATHS = [
   '*.secret',
 ];
 
-/** Query parameters whose values never reach a log line (some clients send the token form as a GET query). */
-const SECRET_QUERY_PARAMS = /([?&](?:client_secret|password|access_token|refresh_token|assertion|code|enrollmentToken)=)[^&#]*/gi;
+/**
+ * Query parameters whose values never reach a log line (some clients send the token form as a
+ * GET query), by name once decoded and with case, `_` and `-` ignored: `client%5Fsecret`,
+ * `pass%77ord` and `Client-Secret` are the same parameter to anyone who decodes them.
+ */
+const SECRET_QUERY_PARAMS = new Set(['clientsecret', 'password', 'accesstoken', 'refreshtoken', 'idtoken', 'assertion', 'clientassertion', 'code', 'enrollmenttoken', 'agenttoken', 'secret']);
+const isSecretParam = (name: string) => SECRET_QUERY_PARAMS.has(name.toLowerCase().replace(/[\s_-]/g, ''));
 
-/** A URL as logged: secrets in its query string replaced. */
-export function redactUrl(url: string): string {
-  return url.replace(SECRET_QUERY_PARAMS, '$1[redacted]');
+/** A query component as a form decoder reads it; as given when it does not decode. */
+function decodeComponent(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch {
+    return text;
+  }
 }
+
+/**
+ * A URL as logged: the values of secret query parameters replaced. `;` and `#` are taken as
+ * separators too, so no parser's reading of the query leaves a secret in the line.
+ */
+export function redactUrl(url: string): string {
+  const question = url.indexOf('?');
+  if (question < 0) return url;
+  const query = url
+    .slice(question + 1)
+    .replace(/(^|[&;#])([^&;#=]*)=([^&;#]*)/g, (pair, separator: string, name: string) =>
+      isSecretParam(decodeComponent(name)) ? `${separator}${name}=[redacted]` : pair,
+    );
+  return `${url.slice(0, question + 1)}${query}`;
+}
+
+const redactLines = (text: string) => text.split('\n').map(redactUrl).join('\n');
 
 interface LoggedRequest {
   method?: string;
@@ -38,6 +64,13 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       base: { service: 'countermand' },
       serializers: {
+        // An error can quote the URL it is about (Fastify's bad-URL error does, query and all).
+        err: (error: Error) => {
+          const logged = stdSerializers.err(error);
+          logged.message = redactLines(logged.message);
+          if (logged.stack) logged.stack = redactLines(logged.stack);
+          return logged;
+        },
         // What Fastify logs of a request, minus secrets in the URL; never headers.
         req: (req: LoggedRequest) => ({
           method: req.method,

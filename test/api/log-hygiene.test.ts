@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enrollmentToken, startAgent, waitUntil } from '../support/agents.js';
 import { Client, TEST_SECRET, appToken, makeFixtures, startTestServer, userToken, type TestServer } from '../support/harness.js';
@@ -13,6 +14,18 @@ setup.fixtures.tenants[0]!.users = [
   { upn: 'ana@test.local', password: PASSWORD, scopes: ['Machine.Read'], rolePermissions: ['View data'] },
 ];
 let server: TestServer;
+
+/** A GET with the request target exactly as given (fetch would normalise it). */
+function rawGet(base: string, target: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(base, { method: 'GET', path: target }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 beforeAll(async () => {
   server = await startTestServer({ fixtures: setup.fixtures, config: { logLevel: 'trace', agentPollSeconds: 0.2 } });
@@ -38,6 +51,18 @@ describe('log hygiene', () => {
       body: 'grant_type=client_credentials&resource=https://api.securitycenter.microsoft.com',
     });
     await fetch(`${server.url}/${setup.tenantId}/oauth2/token?grant_type=client_credentials&client_id=${setup.clientId}&client_secret=${TEST_SECRET}&resource=https://api.securitycenter.microsoft.com`);
+    // Parameter names are secret by what they decode to: percent-encoded, in another case, with
+    // '+' for a space, after a ';' or '#', or in a URL the server cannot even route.
+    const disguised = ['client%5Fsecret', 'pass%77ord', 'CLIENT_SECRET', 'Client-Secret', '%70assword', 'access%5ftoken'];
+    for (const [i, name] of disguised.entries()) {
+      const value = `disguised-secret-${i}-value`;
+      secrets.push(value);
+      await fetch(`${server.url}/${setup.tenantId}/oauth2/token?grant_type=password&username=ana%40test.local&${name}=${value}&resource=x`);
+    }
+    secrets.push('after-a-semicolon-secret', 'after-a-hash-secret', 'unroutable-path-secret');
+    await fetch(`${server.url}/${setup.tenantId}/oauth2/token?grant_type=x;client_secret=after-a-semicolon-secret`);
+    await rawGet(server.url, `/${setup.tenantId}/oauth2/token?grant_type=x#password=after-a-hash-secret`);
+    await rawGet(server.url, `/%zz%C0/oauth2/token?client%5Fsecret=unroutable-path-secret`);
     // Wrong secrets and passwords are secrets too.
     const wrong = 'wrong-secret-but-still-secret-99';
     secrets.push(wrong);
@@ -75,5 +100,7 @@ describe('log hygiene', () => {
     expect(server.logs.length).toBeGreaterThan(30); // verbose logging really ran
     for (const secret of secrets) expect(logs.includes(secret), `a log line holds ${secret.slice(0, 12)}...`).toBe(false);
     expect(logs).toContain('client_secret=[redacted]');
+    expect(logs).toContain('client%5Fsecret=[redacted]');
+    expect(logs).toContain('pass%77ord=[redacted]');
   });
 });
