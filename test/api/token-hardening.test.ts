@@ -116,6 +116,19 @@ describe.each(backends)('token endpoint and enrollment on $label', ({ backend, s
     });
   });
 
+  describe.skipIf(skip)('right secrets in a burst all get through', () => {
+    it('120 agents enrolling at once from one address with one enrollment token: all enrolled', async () => {
+      const site = fresh();
+      try {
+        const token = await enrollmentToken(server.store, setup.tenantId, `fleet-${randomUUID()}`);
+        const answers = await Promise.all(Array.from({ length: 120 }, (_, i) => enroll(site, token, `fleet-${i}.test`)));
+        expect(answers.map((a) => a.status)).toEqual(answers.map(() => 201));
+      } finally {
+        site.close();
+      }
+    });
+  });
+
   describe.skipIf(skip)('no lockout by a stranger, no exhaustion by a flood (issue 8 item 4)', () => {
     it("a stranger's bad secrets for a known client id do not lock the owner out (v1, v2 and Basic)", async () => {
       const stranger = fresh();
