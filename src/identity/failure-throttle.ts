@@ -42,8 +42,11 @@ export function sourceOf(ip: string): string {
 export class FailureThrottle {
   private readonly perCredential: RateLimiterAbstract;
   private readonly perSource: RateLimiterAbstract;
-  /** Attempts being checked on this node, by counter key: each settles after its give-back. */
-  private readonly checking = new Map<string, Set<Promise<void>>>();
+  /**
+   * By counter key: how many attempts on this node hold one of its points, and the attempts
+   * waiting for one (woken one at a time, as a holder lets go).
+   */
+  private readonly queues = new Map<string, { holders: number; waiting: (() => void)[] }>();
 
   constructor(
     name: string,
@@ -64,35 +67,29 @@ export class FailureThrottle {
    */
   async attempt<T>(credential: string, ip: string, check: (source: string) => Promise<T | null>): Promise<T | null> {
     const source = sourceOf(ip);
+    // Always the source first: an attempt waiting for a credential's point may hold its source's,
+    // never the other way round, so waits cannot go in a circle.
     const counters: Counter[] = [
       [this.perSource, keyOf(source)],
       [this.perCredential, keyOf(`${credential.toLowerCase()}@${source}`)],
     ];
-    const taken: Counter[] = [];
+    const held: Counter[] = [];
     try {
       for (const counter of counters) {
         await this.take(counter);
-        taken.push(counter);
+        held.push(counter);
+        this.queue(counter[1]).holders++;
       }
-    } catch (refusal) {
-      // Refused before any check: this attempt counts nowhere.
-      await Promise.all(taken.map(give));
-      throw refusal;
-    }
-    const outcome = (async () => {
       const proved = await check(source);
-      if (proved !== null) await Promise.all(counters.map(give));
+      if (proved !== null) await Promise.all(held.map(give));
       return proved;
-    })();
-    const settled = outcome.then(
-      () => undefined,
-      () => undefined,
-    );
-    for (const [, key] of counters) this.track(key, settled);
-    try {
-      return await outcome;
+    } catch (error) {
+      // Refused (or failed) before any check: this attempt counts nowhere. A check that failed
+      // keeps its count.
+      if (held.length < counters.length) await Promise.all(held.map(give));
+      throw error;
     } finally {
-      for (const [, key] of counters) this.untrack(key, settled);
+      for (const [, key] of held) this.letGo(key);
     }
   }
 
@@ -103,27 +100,37 @@ export class FailureThrottle {
         return;
       } catch (rejection) {
         if (!(rejection instanceof RateLimiterRes)) throw rejection;
-        // A refused attempt is not counted, so the count is failures plus checks under way.
+        // A refused attempt is not counted, so the count is failures plus attempts under way.
         await limiter.reward(key, 1);
-        const underWay = this.checking.get(key);
-        if (!underWay?.size) throw this.options.refuse(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
-        // The budget is held by checks still running here; each right secret gives its attempt
-        // back, so a burst of right secrets (many agents enrolling at once) waits, not fails.
-        await Promise.race(underWay);
+        const queue = this.queue(key);
+        if (queue.holders === 0) {
+          // Nothing here will give a point back: refused, and so is the next waiting attempt.
+          this.wakeNext(key);
+          throw this.options.refuse(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)));
+        }
+        // The budget is held by attempts still under way here, and each right secret gives its
+        // point back: a burst of right secrets (many agents enrolling at once) waits, not fails.
+        await new Promise<void>((wake) => queue.waiting.push(wake));
       }
     }
   }
 
-  private track(key: string, settled: Promise<void>): void {
-    const set = this.checking.get(key);
-    if (set) set.add(settled);
-    else this.checking.set(key, new Set([settled]));
+  private queue(key: string) {
+    let queue = this.queues.get(key);
+    if (!queue) this.queues.set(key, (queue = { holders: 0, waiting: [] }));
+    return queue;
   }
 
-  private untrack(key: string, settled: Promise<void>): void {
-    const set = this.checking.get(key);
-    set?.delete(settled);
-    if (set?.size === 0) this.checking.delete(key);
+  /** A holder is done (its point given back or kept as a failure): the next waiting attempt tries again. */
+  private letGo(key: string): void {
+    this.queue(key).holders--;
+    this.wakeNext(key);
+  }
+
+  private wakeNext(key: string): void {
+    const queue = this.queues.get(key);
+    queue?.waiting.shift()?.();
+    if (queue && queue.holders === 0 && queue.waiting.length === 0) this.queues.delete(key);
   }
 }
 
