@@ -13,6 +13,7 @@ import type { Caller } from '../domain/caller.js';
 import { ApiError, ERRORS } from '../domain/errors.js';
 import type { RolePermission } from '../domain/permissions.js';
 import type { Store } from '../domain/store.js';
+import { textProblem } from '../validation.js';
 import { CLOCK_SKEW_SECONDS, type KeyRing } from './keys.js';
 import { issuerFor, normalizeAudience } from './tokens.js';
 
@@ -42,6 +43,22 @@ const CALLER_CACHE_SIZE = 10_000;
 
 const unauthorized = (message: string) =>
   new ApiError('Unauthorized', 401, message, { 'www-authenticate': 'Bearer error="invalid_token"' });
+
+/** Longest identity claim kept: Entra's UPNs and display names stay well under it. */
+export const MAX_CLAIM_LENGTH = 256;
+
+/**
+ * A string claim that names the caller, or undefined when absent. A trusted issuer's claims
+ * reach storage (the requestor of an action), so they pass the same text check as client
+ * input; a token carrying text no store can keep is refused rather than stored mangled.
+ */
+function identityClaim(payload: JWTPayload, name: string): string | undefined {
+  const value = payload[name];
+  if (typeof value !== 'string' || !value) return undefined;
+  const problem = value.length > MAX_CLAIM_LENGTH ? `is longer than ${MAX_CLAIM_LENGTH} characters` : textProblem(value);
+  if (problem) throw unauthorized(`The access token's '${name}' claim ${problem}.`);
+  return value;
+}
 
 /**
  * Verifies the bearer token of every /api request (contract §7) and turns it into a Caller:
@@ -143,10 +160,10 @@ export class TokenAuthenticator implements Authenticator {
 
   private async toCaller(payload: JWTPayload, tenantId: string, own: boolean): Promise<Caller> {
     const store = this.options.store;
-    const str = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+    const claim = (name: string) => identityClaim(payload, name);
     if (typeof payload.scp === 'string') {
-      const oid = str(payload.oid);
-      const upn = str(payload.upn) ?? str(payload.unique_name);
+      const oid = claim('oid');
+      const upn = claim('upn') ?? claim('unique_name');
       if (!oid) throw unauthorized('The delegated access token has no oid claim.');
       const user =
         (await store.getUserByObjectId(tenantId, oid.toLowerCase())) ?? (!own && upn ? await store.getUserByUpn(tenantId, upn) : null);
@@ -164,7 +181,7 @@ export class TokenAuthenticator implements Authenticator {
         deviceGroups: user.deviceGroups,
       };
     }
-    const appid = str(payload.appid) ?? str(payload.azp);
+    const appid = claim('appid') ?? claim('azp');
     if (!appid) throw unauthorized('The access token has no appid claim.');
     if (own && !(await store.getApplication(tenantId, appid.toLowerCase()))) {
       throw unauthorized('The application of this access token no longer exists.');
@@ -174,7 +191,7 @@ export class TokenAuthenticator implements Authenticator {
       tenantId,
       kind: 'application',
       id: appid.toLowerCase(),
-      displayName: str(payload.app_displayname) ?? appid,
+      displayName: claim('app_displayname') ?? appid,
       permissions: new Set(roles),
       rolePermissions: null,
       deviceGroups: null,

@@ -16,7 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnrollmentToken } from '../../src/dispatch/enrollment.js';
 import { KNOWN_APP_ROLES, KNOWN_DELEGATED_SCOPES, ROLE_PERMISSIONS, type RolePermission } from '../../src/domain/permissions.js';
 import type { Fixtures } from '../../src/fixtures.js';
+import { MAX_CLAIM_LENGTH } from '../../src/identity/authenticator.js';
 import { Client, TEST_SECRET, appToken, hexId, startTestServer, userToken, type TestServer } from '../support/harness.js';
+import { PG_URL } from '../support/postgres.js';
 
 /**
  * Identity over HTTP (contract §2, §6, §7, §8): the token service, token verification, the
@@ -758,12 +760,14 @@ describe('rate limits (contract §8)', () => {
   });
 });
 
-describe('external issuer', () => {
+// A trusted issuer's claims become the requestor the store keeps, so both stores see them.
+describe.each(PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] as const))('external issuer on %s', (backend) => {
   let jwksServer: Server;
   let jwksUrl: string;
   let privateKey: Parameters<SignJWT['sign']>[0];
   const externalTid = randomUUID();
   const issuer = `https://sts.windows.net/${externalTid}/`;
+  let s: TestServer;
 
   beforeAll(async () => {
     const pair = await generateKeyPair('ES256', { extractable: true });
@@ -776,50 +780,81 @@ describe('external issuer', () => {
     await new Promise<void>((r) => jwksServer.listen(0, '127.0.0.1', r));
     const address = jwksServer.address() as { port: number };
     jwksUrl = `http://127.0.0.1:${address.port}/discovery/keys`;
-  });
-  afterAll(() => new Promise<void>((r) => jwksServer.close(() => r())));
-
-  it('accepts tokens of a configured issuer, served by its JWKS, in the mapped tenant', async () => {
-    const s = await startTestServer({
+    s = await startTestServer({
+      backend,
       fixtures: fixtures(),
       config: { trustedIssuers: [{ issuer, jwksUri: jwksUrl, tenantId: tenantA }] },
     });
-    try {
-      const now = Math.floor(Date.now() / 1000);
-      const make = (claims: Record<string, unknown>, alg = 'ES256', kid = 'entra-1') =>
-        new SignJWT({ tid: externalTid, ...claims })
-          .setProtectedHeader({ alg, kid })
-          .setIssuer(issuer)
-          .setAudience('https://api.securitycenter.microsoft.com')
-          .setIssuedAt(now)
-          .setNotBefore(now)
-          .setExpirationTime(now + 600)
-          .sign(privateKey);
-      const appTok = await make({ appid: randomUUID(), app_displayname: 'Entra App', roles: ['Machine.Read.All', 'Machine.Isolate'] });
-      const c = new Client(s.url, { authorization: `Bearer ${appTok}` });
-      const machines = await c.get('/api/machines?$top=1&$count=true');
-      expect(machines.status).toBe(200);
-      expect(machines.body['@odata.count']).toBe(80);
-      const created = await c.post(`/api/machines/${machinesA[0]!.id}/isolate`, { Comment: 'from Entra' });
-      expect(created.status).toBe(201);
-      expect(created.body.requestor).toBe('Entra App');
-      // A delegated token maps to a Countermand user by UPN.
-      const userTok = await make({ scp: 'Machine.Read', upn: 'full@a.test', oid: randomUUID() });
-      expect((await new Client(s.url, { authorization: `Bearer ${userTok}` }).get('/api/machines?$top=1')).status).toBe(200);
-      const strangerTok = await make({ scp: 'Machine.Read', upn: 'stranger@elsewhere', oid: randomUUID() });
-      expect((await new Client(s.url, { authorization: `Bearer ${strangerTok}` }).get('/api/machines?$top=1')).status).toBe(403);
-      // Signed by another key under the same kid: refused.
-      const { privateKey: otherKey } = await generateKeyPair('ES256');
-      const forged = await new SignJWT({ tid: externalTid, appid: randomUUID(), roles: ['Machine.Read.All'] })
-        .setProtectedHeader({ alg: 'ES256', kid: 'entra-1' })
-        .setIssuer(issuer)
-        .setAudience('https://api.securitycenter.microsoft.com')
-        .setIssuedAt(now)
-        .setExpirationTime(now + 600)
-        .sign(otherKey);
-      expect401(await new Client(s.url, { authorization: `Bearer ${forged}` }).get('/api/machines'));
-    } finally {
-      await s.stop();
-    }
+  });
+  afterAll(async () => {
+    await s?.stop();
+    await new Promise<void>((r) => jwksServer.close(() => r()));
+  });
+
+  const make = (claims: Record<string, unknown>, alg = 'ES256', kid = 'entra-1') => {
+    const now = Math.floor(Date.now() / 1000);
+    return new SignJWT({ tid: externalTid, ...claims })
+      .setProtectedHeader({ alg, kid })
+      .setIssuer(issuer)
+      .setAudience('https://api.securitycenter.microsoft.com')
+      .setIssuedAt(now)
+      .setNotBefore(now)
+      .setExpirationTime(now + 600)
+      .sign(privateKey);
+  };
+
+  it('accepts tokens of a configured issuer, served by its JWKS, in the mapped tenant', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const appTok = await make({ appid: randomUUID(), app_displayname: 'Entra App', roles: ['Machine.Read.All', 'Machine.Isolate'] });
+    const c = new Client(s.url, { authorization: `Bearer ${appTok}` });
+    const machines = await c.get('/api/machines?$top=1&$count=true');
+    expect(machines.status).toBe(200);
+    expect(machines.body['@odata.count']).toBe(80);
+    const created = await c.post(`/api/machines/${machinesA[0]!.id}/isolate`, { Comment: 'from Entra' });
+    expect(created.status).toBe(201);
+    expect(created.body.requestor).toBe('Entra App');
+    // A delegated token maps to a Countermand user by UPN.
+    const userTok = await make({ scp: 'Machine.Read', upn: 'full@a.test', oid: randomUUID() });
+    expect((await new Client(s.url, { authorization: `Bearer ${userTok}` }).get('/api/machines?$top=1')).status).toBe(200);
+    const strangerTok = await make({ scp: 'Machine.Read', upn: 'stranger@elsewhere', oid: randomUUID() });
+    expect((await new Client(s.url, { authorization: `Bearer ${strangerTok}` }).get('/api/machines?$top=1')).status).toBe(403);
+    // Signed by another key under the same kid: refused.
+    const { privateKey: otherKey } = await generateKeyPair('ES256');
+    const forged = await new SignJWT({ tid: externalTid, appid: randomUUID(), roles: ['Machine.Read.All'] })
+      .setProtectedHeader({ alg: 'ES256', kid: 'entra-1' })
+      .setIssuer(issuer)
+      .setAudience('https://api.securitycenter.microsoft.com')
+      .setIssuedAt(now)
+      .setExpirationTime(now + 600)
+      .sign(otherKey);
+    expect401(await new Client(s.url, { authorization: `Bearer ${forged}` }).get('/api/machines'));
+  });
+
+  // A correctly signed token is still outside input: its identity claims become the requestor
+  // the store keeps, so text no store can hold is refused, the same way on both stores.
+  it.each([
+    ['a NUL in app_displayname', { app_displayname: 'Entra\u0000App' }, /'app_displayname' claim contains a NUL/],
+    ['a lone surrogate in app_displayname', { app_displayname: 'Entra \ud800' }, /'app_displayname' claim contains an unpaired/],
+    ['an over-long app_displayname', { app_displayname: 'x'.repeat(MAX_CLAIM_LENGTH + 1) }, /'app_displayname' claim is longer/],
+    ['a NUL in appid', { appid: `${randomUUID()}\u0000` }, /'appid' claim contains a NUL/],
+    ['a NUL in azp', { appid: undefined, azp: 'a\u0000b' }, /'azp' claim contains a NUL/],
+  ])('refuses %s with 401 and writes nothing', async (_name, claims, message) => {
+    const tok = await make({ appid: randomUUID(), roles: ['Machine.Read.All', 'Machine.Isolate'], ...claims });
+    const c = new Client(s.url, { authorization: `Bearer ${tok}` });
+    const machine = machinesA[1]!.id;
+    expect401(await c.post(`/api/machines/${machine}/isolate`, { Comment: 'bad claim' }), message);
+    const good = new Client(s.url, { authorization: `Bearer ${await make({ appid: randomUUID(), roles: ['Machine.Read.All'] })}` });
+    const listed = await good.get(`/api/machineactions?$filter=machineId eq '${machine}'`);
+    expect(listed.status).toBe(200);
+    expect(listed.body.value).toEqual([]);
+  });
+
+  it.each([
+    ['a NUL in upn', { upn: 'full@a.test\u0000' }, /'upn' claim contains a NUL/],
+    ['a lone surrogate in unique_name', { unique_name: '\udc00full@a.test' }, /'unique_name' claim contains an unpaired/],
+    ['a NUL in oid', { oid: 'o\u0000id' }, /'oid' claim contains a NUL/],
+  ])('refuses a delegated token with %s', async (_name, claims, message) => {
+    const tok = await make({ scp: 'Machine.Read', oid: randomUUID(), ...claims });
+    expect401(await new Client(s.url, { authorization: `Bearer ${tok}` }).get('/api/machines?$top=1'), message);
   });
 });
