@@ -304,6 +304,9 @@ describe.each(backends)('alerts and investigations on %s', (backend) => {
     expect((await user.get(`/api/alerts/${groupOneAlert.id}`)).status).toBe(404);
     expect((await api.get('/api/investigations/abc')).body.error.code).toBe('NotFound');
     expect((await api.get(`/api/investigations/${'9'.repeat(15)}`)).status).toBe(404);
+    // Only the canonical number names an investigation.
+    expect((await api.get(`/api/investigations/${mine.body.id}`)).status).toBe(200);
+    expect((await api.get(`/api/investigations/0${mine.body.id}`)).status).toBe(404);
   });
 });
 

@@ -450,7 +450,8 @@ export abstract class SqlStore implements Store {
 
   /** Ids are numbers; anything else names no investigation. */
   async getInvestigation(tenantId: string, id: string): Promise<Investigation | null> {
-    if (!/^[0-9]{1,15}$/.test(id)) return null;
+    // Only the canonical form names an investigation: '007' is not investigation 7.
+    if (!/^(0|[1-9][0-9]{0,14})$/.test(id)) return null;
     return this.one(Q.SELECT_INVESTIGATION, [tenantId, Number(id)], R.rowToInvestigation);
   }
 
