@@ -6,6 +6,7 @@ import { authorize } from '../identity/authorize.js';
 import { answerExpectation, capConnectionsPerSource, clientErrorHandler, serverOptions, type ConnectionLimits } from './connections.js';
 import { toApiError } from './error-mapping.js';
 import { checkRequestText, jsonBodyParser } from './input.js';
+import { operationRouteDoc, registerOpenApi } from './openapi.js';
 import type { ApiContext, Operation, Reply } from './operation.js';
 import { OPERATIONS } from './routes/index.js';
 import { ERROR_JSON, ODATA_JSON, REQUEST_ID_HEADER, errorEnvelope } from './wire.js';
@@ -73,16 +74,16 @@ function clientHungUp(error: unknown, request: FastifyRequest): boolean {
 function sendOData(reply: FastifyReply, result: Reply): FastifyReply {
   return reply
     .code(result.status)
-    .header('content-type', ODATA_JSON)
+    .header('content-type', result.contentType ?? ODATA_JSON)
     .header('odata-version', '4.0')
-    .send(JSON.stringify(result.body));
+    .send(result.payload ?? JSON.stringify(result.body));
 }
 
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
 
 /** Builds the HTTP application without listening, so tests and the CLI start it their own way. */
 export function buildApp(options: AppOptions): FastifyInstance {
-  const { ctx, authenticator, limiter, bodyLimit, connections } = options;
+  const { bodyLimit, connections } = options;
   const nodeServer = serverOptions(connections);
   const app = Fastify({
     // A TLS handshake gets the same time as the headers that follow it.
@@ -156,7 +157,14 @@ export function buildApp(options: AppOptions): FastifyInstance {
   app.setNotFoundHandler((request, reply) => {
     sendError(reply, request, ERRORS.NotFound('No HTTP resource was found that matches the request URI.'));
   });
+  // The OpenAPI generator is in place before any route is declared (it learns of them then).
+  registerOpenApi(app, () => declareRoutes(app, options));
+  return app;
+}
 
+/** Every route: the /api operations, their 405 siblings, and the extensions. */
+function declareRoutes(app: FastifyInstance, options: AppOptions): void {
+  const { ctx, authenticator, limiter } = options;
   const methodsByUrl = new Map<string, Set<string>>();
   for (const operation of OPERATIONS) {
     const url = `/api${operation.path}`;
@@ -164,6 +172,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
       method: operation.method,
       url,
       schema: operation.body ? { body: operation.body } : {},
+      config: { openapi: operationRouteDoc(operation) },
       onRequest: async (request) => {
         request.caller = await authenticator.authenticate(request);
         if (operation.permissions) authorize(request.caller, operation.permissions);
@@ -190,6 +199,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     app.route({
       method: HTTP_METHODS.filter((m) => !methods.has(m)),
       url,
+      config: { openapi: false },
       onRequest: async (request) => {
         throw ERRORS.MethodNotAllowed(request.method, allow);
       },
@@ -197,5 +207,4 @@ export function buildApp(options: AppOptions): FastifyInstance {
     });
   }
   for (const extend of options.extensions ?? []) extend(app);
-  return app;
 }

@@ -30,6 +30,26 @@ export interface ApiContext {
 export interface Reply {
   status: number;
   body: unknown;
+  /** The body already serialised; `body` is then unused. */
+  payload?: string;
+  /** Instead of OData JSON (the CSDL of $metadata is XML). */
+  contentType?: string;
+}
+
+/**
+ * How the OpenAPI document shows an operation (src/api/openapi.ts). Documentation only: the
+ * handler writes the bytes, Fastify never sees these schemas.
+ */
+export interface OperationDoc {
+  tag: string;
+  summary: string;
+  description?: string;
+  /** The path under /api as clients send it, where the route pattern differs (OData function calls). */
+  path?: string;
+  params?: TSchema;
+  query?: TSchema;
+  /** The success answer; `contentType` defaults to OData JSON. */
+  response: { status: number; description: string; schema?: TSchema; contentType?: string };
 }
 
 /**
@@ -45,5 +65,6 @@ export interface Operation {
   /** Contract §8; the default policy (100/min, 1500/h) when absent. */
   rateLimit?: RateLimitPolicy;
   body?: TSchema;
+  doc: OperationDoc;
   handler(request: FastifyRequest, ctx: ApiContext, reply: FastifyReply): Promise<Reply>;
 }

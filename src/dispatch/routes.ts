@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { Type } from 'typebox';
-import { COMMAND_TYPES, type LiveResponseCommand } from '../domain/model.js';
+import { Type, type TSchema } from 'typebox';
+import { ACTION_STATUSES, ACTION_TYPES, COMMAND_TYPES, type LiveResponseCommand } from '../domain/model.js';
+import { TAGS, errorResponse, retryAfter, type RouteDoc } from '../route-docs.js';
 import type { AgentGateway, AgentIdentity } from './gateway.js';
 import { AGENT_API, type CheckinRequest, type EnrollRequest, type ProgressRequest, type ReportRequest } from './protocol.js';
 
@@ -69,6 +70,66 @@ const ReportBody = Type.Object({
 
 const ActionParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
+// What the routes answer (protocol.ts), for the OpenAPI document only: handlers' objects are
+// serialised as they are.
+const Status = Type.Enum(ACTION_STATUSES);
+const EnrollResponse = Type.Object(
+  {
+    tenantId: Type.String(),
+    machineId: Type.String({ pattern: '^[0-9a-f]{40}$' }),
+    agentToken: Type.String({ description: 'The agent credential: Authorization: Bearer <agentToken> on every other call.' }),
+  },
+  { title: 'EnrollResponse' },
+);
+const AgentAction = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    type: Type.Enum(ACTION_TYPES),
+    status: Status,
+    scope: Type.Union([Type.String(), Type.Null()]),
+    sha1: Type.Union([Type.String(), Type.Null()]),
+    comment: Type.Union([Type.String(), Type.Null()]),
+    commands: Commands,
+    resume: Type.Boolean({ description: 'InProgress but not listed as running: started before a restart.' }),
+  },
+  { title: 'AgentAction' },
+);
+const CheckinResponse = Type.Object(
+  {
+    actions: Type.Array(AgentAction, { description: 'To start (Pending) or resume (InProgress); delivered until started.' }),
+    stop: Type.Array(Type.Object({ id: Type.String(), status: Status }), { description: 'Running actions that ended on the server: stop them.' }),
+  },
+  { title: 'CheckinResponse' },
+);
+const StartResponse = Type.Object(
+  { status: Status, run: Type.Boolean({ description: 'Run it (it is InProgress); false when it ended meanwhile.' }) },
+  { title: 'StartResponse' },
+);
+const ReportResponse = Type.Object(
+  { status: Status, applied: Type.Boolean({ description: 'False when the action had already ended (the report is kept in its history only).' }) },
+  { title: 'ReportResponse' },
+);
+
+const AGENT_SECURITY = [{ agentCredential: [] }] as const;
+const agentErrors = {
+  400: errorResponse('InvalidRequestBody, MissingRequiredParameter or InvalidInput.'),
+  401: errorResponse('Unauthorized: no agent credential, or a revoked or unknown one.'),
+  404: errorResponse("NotFound: no such action of the agent's machine."),
+  429: errorResponse('TooManyRequests: the per-credential check-in limit.', retryAfter),
+};
+
+function agentDoc(summary: string, operationId: string, status: number, schema: TSchema, description: string, extra: Partial<RouteDoc> = {}): RouteDoc {
+  return {
+    tags: [TAGS.agent],
+    summary,
+    description,
+    operationId,
+    responses: { [status]: { description: summary, schema }, ...agentErrors },
+    security: AGENT_SECURITY,
+    ...extra,
+  };
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
     /** Set on agent routes by their authentication hook. */
@@ -84,13 +145,44 @@ export function registerAgentRoutes(app: FastifyInstance, gateway: AgentGateway)
   };
   const agent = (request: FastifyRequest) => request.agent;
 
-  app.post(`${AGENT_API}/enroll`, { schema: { body: EnrollBody } }, async (request, reply) => {
+  app.post(
+    `${AGENT_API}/enroll`,
+    {
+      schema: { body: EnrollBody },
+      config: {
+        openapi: agentDoc(
+          'Enroll a machine, or re-attach the agent to one',
+          'Enroll',
+          201,
+          EnrollResponse,
+          'Proof: an enrollment token (a new machine), the machine\'s current credential (Authorization header) or a re-enroll grant. ' +
+            'The proof is spent with the attach (docs/agent-protocol.md).',
+          {
+            security: [{}, ...AGENT_SECURITY],
+            responses: {
+              201: { description: 'Enrolled: the credential to use from now on.', schema: EnrollResponse },
+              ...agentErrors,
+              403: errorResponse('Forbidden: an enrollment token with a machineId, or a credential or grant for another machine.'),
+              429: errorResponse('TooManyRequests: too many failed enrollments from this address.', retryAfter),
+            },
+          },
+        ),
+      },
+    },
+    async (request, reply) => {
     // An agent re-attaching with its current credential sends it as on every other call.
     const result = await gateway.enroll(request.body as EnrollRequest, request.ip, request.headers.authorization);
     return reply.code(201).send(result);
   });
 
-  app.post(`${AGENT_API}/checkin`, { onRequest, schema: { body: CheckinBody } }, async (request) => {
+  const checkinDoc = agentDoc(
+    'Check in: wait for work (a long poll)',
+    'Checkin',
+    200,
+    CheckinResponse,
+    'Answers at once when the machine has actions to start or resume, or running actions that ended; otherwise waits until one does or the poll time is up.',
+  );
+  app.post(`${AGENT_API}/checkin`, { onRequest, schema: { body: CheckinBody }, config: { openapi: checkinDoc } }, async (request) => {
     const identity = agent(request);
     const gone = new AbortController();
     const onClose = () => gone.abort();
@@ -102,15 +194,24 @@ export function registerAgentRoutes(app: FastifyInstance, gateway: AgentGateway)
     }
   });
 
-  app.post(`${AGENT_API}/actions/:id/start`, { onRequest, schema: { params: ActionParams } }, async (request) =>
+  const startDoc = agentDoc('Acknowledge the start of an action', 'StartAction', 200, StartResponse, 'Pending -> InProgress; repeating it is harmless.');
+  app.post(`${AGENT_API}/actions/:id/start`, { onRequest, schema: { params: ActionParams }, config: { openapi: startDoc } }, async (request) =>
     gateway.start(agent(request), (request.params as { id: string }).id),
   );
 
-  app.post(`${AGENT_API}/actions/:id/progress`, { onRequest, schema: { params: ActionParams, body: ProgressBody } }, async (request) =>
+  const progressDoc = agentDoc('Report live-response command progress', 'ReportProgress', 200, StartResponse, 'While the action is InProgress.');
+  app.post(`${AGENT_API}/actions/:id/progress`, { onRequest, schema: { params: ActionParams, body: ProgressBody }, config: { openapi: progressDoc } }, async (request) =>
     gateway.progress(agent(request), (request.params as { id: string }).id, request.body as ProgressRequest),
   );
 
-  app.post(`${AGENT_API}/actions/:id/report`, { onRequest, schema: { params: ActionParams, body: ReportBody } }, async (request) => {
+  const reportDoc = agentDoc(
+    "Report an action's outcome",
+    'ReportOutcome',
+    200,
+    ReportResponse,
+    'Ends the action unless it already ended (then the report is kept in its history). The same reportId twice is recorded once.',
+  );
+  app.post(`${AGENT_API}/actions/:id/report`, { onRequest, schema: { params: ActionParams, body: ReportBody }, config: { openapi: reportDoc } }, async (request) => {
     const body = request.body as ReportRequest;
     return gateway.report(agent(request), (request.params as { id: string }).id, {
       ...body,

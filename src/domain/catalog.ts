@@ -60,6 +60,8 @@ export interface ActionDefinition {
   type: ActionType;
   /** The path segment under /api/machines/{id}/ (matched case-insensitively). */
   route: string;
+  /** What the operation does, in a few words (the OpenAPI document and $metadata show it). */
+  summary: string;
   body: TSchema;
   /** Default seconds an InProgress action may run before it becomes TimeOut. */
   executionDeadlineSeconds: number;
@@ -83,6 +85,7 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
   Isolate: {
     type: 'Isolate',
     route: 'isolate',
+    summary: 'Isolate a machine from the network',
     body: IsolateBody,
     executionDeadlineSeconds: HOUR,
     specifics: (body) => ({
@@ -95,6 +98,7 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
   Unisolate: {
     type: 'Unisolate',
     route: 'unisolate',
+    summary: 'Release a machine from isolation',
     body: CommentBody,
     executionDeadlineSeconds: HOUR,
     specifics: plain('Isolation'),
@@ -102,6 +106,7 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
   RunAntiVirusScan: {
     type: 'RunAntiVirusScan',
     route: 'runAntiVirusScan',
+    summary: 'Run an antivirus scan',
     body: ScanBody,
     executionDeadlineSeconds: 24 * HOUR,
     specifics: (body) => ({
@@ -114,6 +119,7 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
   CollectInvestigationPackage: {
     type: 'CollectInvestigationPackage',
     route: 'collectInvestigationPackage',
+    summary: 'Collect an investigation package',
     body: CommentBody,
     executionDeadlineSeconds: 3 * HOUR,
     specifics: plain('CollectInvestigationPackage'),
@@ -121,6 +127,7 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
   RestrictCodeExecution: {
     type: 'RestrictCodeExecution',
     route: 'restrictCodeExecution',
+    summary: 'Restrict app execution to trusted code',
     body: CommentBody,
     executionDeadlineSeconds: HOUR,
     specifics: plain('CodeExecution'),
@@ -128,6 +135,7 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
   UnrestrictCodeExecution: {
     type: 'UnrestrictCodeExecution',
     route: 'unrestrictCodeExecution',
+    summary: 'Lift the app execution restriction',
     body: CommentBody,
     executionDeadlineSeconds: HOUR,
     specifics: plain('CodeExecution'),
@@ -135,6 +143,7 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
   Offboard: {
     type: 'Offboard',
     route: 'offboard',
+    summary: 'Offboard a machine',
     body: CommentBody,
     executionDeadlineSeconds: HOUR,
     specifics: plain('Offboard'),
@@ -142,6 +151,7 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
   StopAndQuarantineFile: {
     type: 'StopAndQuarantineFile',
     route: 'StopAndQuarantineFile',
+    summary: 'Stop and quarantine a file',
     body: StopAndQuarantineBody,
     executionDeadlineSeconds: HOUR,
     specifics: (body) => {
@@ -157,6 +167,7 @@ export const ACTION_CATALOG: Readonly<Record<ActionType, ActionDefinition>> = {
   LiveResponse: {
     type: 'LiveResponse',
     route: 'runliveresponse',
+    summary: 'Run live-response commands',
     body: LiveResponseBody,
     executionDeadlineSeconds: 2 * HOUR,
     rateLimit: RATE_LIMITS.liveResponse,

@@ -5,6 +5,7 @@ import { textProblem } from '../validation.js';
 import type { Directory } from './directory.js';
 import { FailureThrottle } from './failure-throttle.js';
 import { TOKEN_LIFETIME_SECONDS, type KeyRing } from './keys.js';
+import { TOKEN_DOCS, jwksDoc, openIdConfigurationDoc } from './token-docs.js';
 import { issuerFor, normalizeAudience, type TokenIssuer } from './tokens.js';
 
 /**
@@ -219,20 +220,20 @@ export function registerTokenService(app: FastifyInstance, options: TokenService
         );
     };
 
-    scope.post('/:tenant/oauth2/v2.0/token', token('v2'));
-    scope.post('/:tenant/oauth2/token', token('v1'));
-    scope.get('/:tenant/oauth2/token', token('v1'));
-    scope.get('/:tenant/oauth2/v2.0/token', token('v2'));
+    scope.post('/:tenant/oauth2/v2.0/token', { config: { openapi: TOKEN_DOCS.v2 } }, token('v2'));
+    scope.post('/:tenant/oauth2/token', { config: { openapi: TOKEN_DOCS.v1 } }, token('v1'));
+    scope.get('/:tenant/oauth2/token', { config: { openapi: TOKEN_DOCS.v1Get } }, token('v1'));
+    scope.get('/:tenant/oauth2/v2.0/token', { config: { openapi: TOKEN_DOCS.v2Get } }, token('v2'));
 
     const jwks = async (_request: FastifyRequest, reply: FastifyReply) =>
       reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(options.keys.jwks()));
-    scope.get('/common/discovery/keys', jwks);
-    scope.get('/common/discovery/v2.0/keys', jwks);
-    scope.get('/:tenant/discovery/keys', async (request, reply) => {
+    scope.get('/common/discovery/keys', { config: { openapi: jwksDoc('common', 'v1') } }, jwks);
+    scope.get('/common/discovery/v2.0/keys', { config: { openapi: jwksDoc('common', 'v2') } }, jwks);
+    scope.get('/:tenant/discovery/keys', { config: { openapi: jwksDoc('tenant', 'v1') } }, async (request, reply) => {
       await tenantOf(request);
       return jwks(request, reply);
     });
-    scope.get('/:tenant/discovery/v2.0/keys', async (request, reply) => {
+    scope.get('/:tenant/discovery/v2.0/keys', { config: { openapi: jwksDoc('tenant', 'v2') } }, async (request, reply) => {
       await tenantOf(request);
       return jwks(request, reply);
     });
@@ -253,8 +254,8 @@ export function registerTokenService(app: FastifyInstance, options: TokenService
       };
       return reply.header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body));
     };
-    scope.get('/:tenant/v2.0/.well-known/openid-configuration', metadata('v2'));
-    scope.get('/:tenant/.well-known/openid-configuration', metadata('v1'));
+    scope.get('/:tenant/v2.0/.well-known/openid-configuration', { config: { openapi: openIdConfigurationDoc('v2') } }, metadata('v2'));
+    scope.get('/:tenant/.well-known/openid-configuration', { config: { openapi: openIdConfigurationDoc('v1') } }, metadata('v1'));
   });
 }
 

@@ -1,6 +1,7 @@
 import type { Operation } from '../operation.js';
 import { getAlert } from './alerts/get-alert.js';
 import { listAlerts } from './alerts/list-alerts.js';
+import { getMetadata } from './metadata/get-metadata.js';
 import { getInvestigation } from './investigations/get-investigation.js';
 import { listInvestigations } from './investigations/list-investigations.js';
 import { cancelMachineAction } from './machine-actions/cancel-machine-action.js';
@@ -25,4 +26,5 @@ export const OPERATIONS: readonly Operation[] = [
   getAlert,
   listInvestigations,
   getInvestigation,
+  getMetadata,
 ];

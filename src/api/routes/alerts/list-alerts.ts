@@ -4,6 +4,8 @@ import type { Alert } from '../../../domain/model.js';
 import { collectionBody, parseCollectionQuery } from '../../collection.js';
 import type { Operation } from '../../operation.js';
 import { alertToWire } from '../../wire.js';
+import { TAGS } from '../../../route-docs.js';
+import { Alert as AlertSchema, collectionOf, odataQuery } from '../../wire-schemas.js';
 
 /**
  * GET /api/alerts (contract §2 row 22). Evidence is listed with `$expand=evidence`, as MDE
@@ -14,6 +16,13 @@ export const listAlerts: Operation = {
   method: 'GET',
   path: '/alerts',
   permissions: READ_ALERTS,
+  doc: {
+    tag: TAGS.alerts,
+    summary: 'List alerts',
+    description: 'Evidence is listed with $expand=evidence.',
+    query: odataQuery(ALERT_SET),
+    response: { status: 200, description: 'A page of alerts.', schema: collectionOf('Alerts', AlertSchema) },
+  },
   async handler(request, ctx) {
     const { odata, query } = parseCollectionQuery(request, ALERT_SET, ctx);
     const page = await ctx.alerts.listAlerts(request.caller, query);

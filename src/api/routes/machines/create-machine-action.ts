@@ -3,6 +3,8 @@ import { ACTION_PERMISSIONS } from '../../../domain/permissions.js';
 import type { Operation } from '../../operation.js';
 import { machineKey } from '../../route-keys.js';
 import { actionEntity } from '../../wire.js';
+import { TAGS } from '../../../route-docs.js';
+import { MachineAction, MachineKeyParams, entityOf } from '../../wire-schemas.js';
 
 /**
  * POST /api/machines/{id}/{action} for each entry of the action catalog (contract §2 rows 4-7,
@@ -16,6 +18,15 @@ function createMachineAction(definition: ActionDefinition): Operation {
     permissions: ACTION_PERMISSIONS[definition.type],
     ...(definition.rateLimit ? { rateLimit: definition.rateLimit } : {}),
     body: definition.body,
+    doc: {
+      tag: TAGS.actions,
+      summary: definition.summary,
+      description:
+        'Creates a Pending action that the machine picks up. At most one unfinished action per machine and conflict group: ' +
+        'another is 400 ActiveRequestAlreadyExists (contract §4).',
+      params: MachineKeyParams,
+      response: { status: 201, description: 'The new action, Pending.', schema: entityOf('MachineActions', MachineAction) },
+    },
     async handler(request, ctx) {
       const { id } = request.params as { id: string };
       const action = await ctx.actions.create(

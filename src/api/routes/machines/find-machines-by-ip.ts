@@ -1,3 +1,4 @@
+import { Type } from 'typebox';
 import { ERRORS } from '../../../domain/errors.js';
 import { canonicalIp, FINDBYIP_WINDOW_MS, IP_HISTORY_MS } from '../../../domain/ip.js';
 import { READ_MACHINES } from '../../../domain/permissions.js';
@@ -6,6 +7,8 @@ import { parseDateTime } from '../../../odata/index.js';
 import type { Operation } from '../../operation.js';
 import { machineKey } from '../../route-keys.js';
 import { collectionContext, machineEntity, machineToWire } from '../../wire.js';
+import { TAGS } from '../../../route-docs.js';
+import { Machine, collectionOf } from '../../wire-schemas.js';
 
 /**
  * A timestamp may be this far ahead of the server's clock: a client that sends its local time
@@ -91,6 +94,19 @@ export const findMachinesByIp: Operation = {
   method: 'GET',
   path: '/machines/findbyip*',
   permissions: READ_MACHINES,
+  doc: {
+    tag: TAGS.machines,
+    summary: 'Find machines by internal IP address',
+    description:
+      'The machines seen with that IP address within 15 minutes before or after the timestamp, which must be within the last 30 days. ' +
+      "An OData function call: parameters in the path, the address quoted (`''` escapes a quote), the timestamp bare.",
+    path: "/machines/findbyip(ip='{ip}',timestamp={timestamp})",
+    params: Type.Object({
+      ip: Type.String({ description: 'An IPv4 or IPv6 address.', examples: ['10.1.2.3'] }),
+      timestamp: Type.String({ format: 'date-time', description: 'ISO 8601, UTC as the client labels it.', examples: ['2024-05-01T10:00:00Z'] }),
+    }),
+    response: { status: 200, description: 'The machines seen with it (no paging).', schema: collectionOf('Machines', Machine) },
+  },
   async handler(request, ctx) {
     const rest = (request.params as { '*': string })['*'];
     if (!rest.startsWith('(')) {
