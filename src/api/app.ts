@@ -6,6 +6,8 @@ import { authorize } from '../identity/authorize.js';
 import { answerExpectation, capConnectionsPerSource, clientErrorHandler, serverOptions, type ConnectionLimits } from './connections.js';
 import { toApiError } from './error-mapping.js';
 import { checkRequestText, jsonBodyParser } from './input.js';
+import type { Metrics } from '../metrics.js';
+import { instrumentRoutes } from './metrics-endpoint.js';
 import { operationRouteDoc, registerOpenApi } from './openapi.js';
 import type { ApiContext, Operation, Reply } from './operation.js';
 import { OPERATIONS } from './routes/index.js';
@@ -34,6 +36,8 @@ export interface AppOptions {
   connections: ConnectionLimits;
   /** Serve HTTPS with this certificate and key (PEM). */
   https?: { cert: Buffer; key: Buffer };
+  /** Counts every request (by route pattern and status) and the connection cap's refusals. */
+  metrics?: Metrics;
   /** Registers routes outside /api (token service, agent gateway) on the same instance. */
   extensions?: ((app: FastifyInstance) => void)[];
 }
@@ -108,7 +112,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
       sendError(reply, request, ERRORS.BadRequest('The request URL or headers are malformed.'));
     },
   });
-  capConnectionsPerSource(app.server, connections.maxPerSource, options.logger);
+  capConnectionsPerSource(app.server, connections.maxPerSource, options.logger, () => options.metrics?.rejected('connections'));
   app.server.on('checkExpectation', answerExpectation);
   app.decorateRequest('caller', null as unknown as Caller);
   // Only JSON is a body here; anything else is 415 (contract §1).
@@ -154,10 +158,14 @@ export function buildApp(options: AppOptions): FastifyInstance {
     else request.log.info({ code: apiError.code, reason: apiError.message }, 'request rejected');
     return sendError(reply, request, apiError);
   });
+  const unmatched = options.metrics?.route('(unmatched)');
   app.setNotFoundHandler((request, reply) => {
+    // A 404 of no route: counted here, as no route's hooks run for it.
+    unmatched?.observe(request.method, 404, reply.elapsedTime / 1000);
     sendError(reply, request, ERRORS.NotFound('No HTTP resource was found that matches the request URI.'));
   });
-  // The OpenAPI generator is in place before any route is declared (it learns of them then).
+  // Both learn of routes as they are declared: in place before the first one.
+  if (options.metrics) instrumentRoutes(app, options.metrics);
   registerOpenApi(app, () => declareRoutes(app, options));
   return app;
 }

@@ -130,7 +130,12 @@ function sourceOf(socket: Socket): string {
  * (Retry-After, `connection: close`) before its request is read, and closed once its client has
  * read the answer (or after a moment).
  */
-export function capConnectionsPerSource(server: HttpServer | HttpsServer, max: number, log: FastifyBaseLogger): void {
+export function capConnectionsPerSource(
+  server: HttpServer | HttpsServer,
+  max: number,
+  log: FastifyBaseLogger,
+  onRefused: () => void = () => undefined,
+): void {
   if (max <= 0) return;
   const event = server instanceof HttpsServer ? 'secureConnection' : 'connection';
   const httpListeners = server.listeners(event) as ((this: unknown, socket: Socket) => void)[];
@@ -147,6 +152,7 @@ export function capConnectionsPerSource(server: HttpServer | HttpsServer, max: n
         log.warn({ source, max }, 'a client address reached the cap on open connections; more are refused');
       }
       refuse(socket, max, log);
+      onRefused();
       return;
     }
     open.set(source, count + 1);

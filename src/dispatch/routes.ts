@@ -137,7 +137,12 @@ declare module 'fastify' {
   }
 }
 
-export function registerAgentRoutes(app: FastifyInstance, gateway: AgentGateway): void {
+/** Told when a check-in begins (and, through the result, when it is answered): src/metrics.ts. */
+export interface CheckinMetrics {
+  checkinStarted(tenantId: string, machineId: string): () => void;
+}
+
+export function registerAgentRoutes(app: FastifyInstance, gateway: AgentGateway, metrics?: CheckinMetrics): void {
   app.decorateRequest('agent', null as unknown as AgentIdentity);
   // The credential is checked before the body is read, as on /api.
   const onRequest = async (request: FastifyRequest) => {
@@ -184,6 +189,7 @@ export function registerAgentRoutes(app: FastifyInstance, gateway: AgentGateway)
   );
   app.post(`${AGENT_API}/checkin`, { onRequest, schema: { body: CheckinBody }, config: { openapi: checkinDoc } }, async (request) => {
     const identity = agent(request);
+    const answered = metrics?.checkinStarted(identity.tenantId, identity.machineId);
     const gone = new AbortController();
     const onClose = () => gone.abort();
     request.raw.socket.once('close', onClose);
@@ -191,6 +197,7 @@ export function registerAgentRoutes(app: FastifyInstance, gateway: AgentGateway)
       return await gateway.checkin(identity, request.body as CheckinRequest, gone.signal);
     } finally {
       request.raw.socket.off('close', onClose);
+      answered?.();
     }
   });
 

@@ -25,6 +25,8 @@ export interface TokenServiceOptions {
   audiences: () => ReadonlySet<string>;
   /** With several server nodes: failed attempts are counted in PostgreSQL, shared by every node. */
   pool?: pg.Pool;
+  /** Told of every refused token request, with its OAuth error code (this node's metrics). */
+  onRefused?: (error: string) => void;
 }
 
 class OAuthError extends Error {
@@ -132,6 +134,11 @@ export function registerTokenService(app: FastifyInstance, options: TokenService
       new OAuthError(429, 'temporarily_unavailable', `Too many failed attempts; retry in ${seconds} seconds.`, { 'retry-after': String(seconds) }),
   });
 
+  const refuse = (reply: FastifyReply, request: FastifyRequest, error: OAuthError) => {
+    options.onRefused?.(error.error);
+    return sendOAuthError(reply, request, error);
+  };
+
   app.register(async (scope) => {
     // Only forms are read here: a JSON body (the server's default elsewhere) is refused, not
     // taken for a form with fields of any type.
@@ -144,13 +151,13 @@ export function registerTokenService(app: FastifyInstance, options: TokenService
       }
     });
     scope.setErrorHandler((error, request, reply) => {
-      if (error instanceof OAuthError) return sendOAuthError(reply, request, error);
+      if (error instanceof OAuthError) return refuse(reply, request, error);
       const status = (error as { statusCode?: number }).statusCode;
-      if (status === 415) return sendOAuthError(reply, request, invalid(`The request body must be ${FORM}.`));
-      if (status === 413) return sendOAuthError(reply, request, invalid('The request body is too large.'));
-      if (status && status < 500) return sendOAuthError(reply, request, invalid('The request is malformed.'));
+      if (status === 415) return refuse(reply, request, invalid(`The request body must be ${FORM}.`));
+      if (status === 413) return refuse(reply, request, invalid('The request body is too large.'));
+      if (status && status < 500) return refuse(reply, request, invalid('The request is malformed.'));
       request.log.error({ err: error }, 'token request failed');
-      return sendOAuthError(reply, request, new OAuthError(500, 'server_error', 'An unexpected error occurred.'));
+      return refuse(reply, request, new OAuthError(500, 'server_error', 'An unexpected error occurred.'));
     });
 
     const tenantOf = async (request: FastifyRequest) => {

@@ -15,6 +15,15 @@ export interface ActionListener {
   actionEnded(action: MachineAction): void;
 }
 
+/** Told of every action created and every start and end, for this node's metrics (src/metrics.ts). */
+export interface ActionMetrics {
+  actionCreated(action: MachineAction): void;
+  /** Pending -> InProgress. */
+  actionStarted(action: MachineAction): void;
+  /** The change that made it final. */
+  actionFinished(action: MachineAction): void;
+}
+
 /** The machine an agent speaks for. */
 export interface MachineRef {
   tenantId: string;
@@ -39,6 +48,7 @@ export interface ActionsServiceOptions {
   store: Store;
   machines: MachinesService;
   now?: () => number;
+  metrics?: ActionMetrics;
 }
 
 /**
@@ -49,12 +59,14 @@ export class ActionsService {
   private readonly store: Store;
   private readonly machines: MachinesService;
   private readonly now: () => number;
+  private readonly metrics: ActionMetrics | undefined;
   private listener: ActionListener | undefined;
 
   constructor(options: ActionsServiceOptions) {
     this.store = options.store;
     this.machines = options.machines;
     this.now = options.now ?? Date.now;
+    this.metrics = options.metrics;
   }
 
   /** The dispatch side is built after this service (it calls it), so it is attached afterwards. */
@@ -77,6 +89,7 @@ export class ActionsService {
     if (outcome === 'conflict') throw ERRORS.ActiveRequestAlreadyExists();
     if (outcome === 'limit') throw ERRORS.TooManyActive(type, definition.tenantConcurrency!);
     this.listener?.actionCreated(action);
+    this.metrics?.actionCreated(action);
     return action;
   }
 
@@ -99,6 +112,7 @@ export class ActionsService {
     if (investigation === 'offboarded') throw ERRORS.MachineOffboarded(machine.id);
     if (investigation === 'conflict') throw ERRORS.ActiveRequestAlreadyExists();
     this.listener?.actionCreated(action);
+    this.metrics?.actionCreated(action);
     return investigation;
   }
 
@@ -167,6 +181,7 @@ export class ActionsService {
       throw ERRORS.CancelOfFinalAction(action.id, current?.status ?? action.status);
     }
     this.listener?.actionEnded(cancelled);
+    this.metrics?.actionFinished(cancelled);
     return cancelled;
   }
 
@@ -181,6 +196,7 @@ export class ActionsService {
       patch: { startedAt: now },
       event: { at: now, actor: machine.name, comment: null },
     });
+    if (started) this.metrics?.actionStarted(started);
     return started ?? this.store.getAction(machine.tenantId, actionId);
   }
 
@@ -224,7 +240,10 @@ export class ActionsService {
       offboardsMachine: action.type === 'Offboard' && outcome.status === 'Succeeded',
       ...(alerts.length > 0 ? { alerts } : {}),
     });
-    if (ended) return { action: ended, applied: true };
+    if (ended) {
+      this.metrics?.actionFinished(ended);
+      return { action: ended, applied: true };
+    }
     const current = await this.store.getAction(machine.tenantId, actionId);
     if (!current) return null;
     // Kept in the history; the store records a reportId once, so a repeated report adds nothing.
@@ -270,7 +289,10 @@ export class ActionsService {
         comment: reason === 'delivery' ? 'The machine did not pick the action up in time.' : 'The action ran past its deadline.',
       },
     });
-    if (timedOut) this.listener?.actionEnded(timedOut);
+    if (timedOut) {
+      this.listener?.actionEnded(timedOut);
+      this.metrics?.actionFinished(timedOut);
+    }
     return timedOut;
   }
 }
