@@ -20,6 +20,14 @@ export const ServerConfigSchema = Type.Object({
   /** How clients reach this server (for @odata.context and links); default http://<host>:<port>. */
   publicBaseUrl: Type.Union([Type.String({ pattern: '^https?://[^/]+(/.*)?$' }), Type.Null()]),
   logLevel: Type.Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+  /** json: one JSON object per line (for log pipelines); pretty: human-readable lines for a terminal. */
+  logFormat: Type.Enum(['json', 'pretty']),
+  /** Bearer token that /metrics on the API's listener requires; without one, /metrics is not served there. */
+  metricsToken: Type.Union([Type.String({ minLength: 16 }), Type.Null()]),
+  /** A listener of its own for /metrics (0: any free port); none when null. */
+  metricsPort: Type.Union([Type.Integer({ minimum: 0, maximum: 65535 }), Type.Null()]),
+  /** Where the metrics listener binds (loopback unless a scraper elsewhere must reach it). */
+  metricsHost: Type.String({ minLength: 1 }),
   /** Rows per page when a client gives no $top (contract §5). */
   pageSize: Type.Integer({ minimum: 1, maximum: 10000 }),
   bodyLimitBytes: Type.Integer({ minimum: 1024 }),
@@ -88,6 +96,10 @@ export const DEFAULT_CONFIG: ServerConfig = {
   fixtures: null,
   publicBaseUrl: null,
   logLevel: 'info',
+  logFormat: 'json',
+  metricsToken: null,
+  metricsPort: null,
+  metricsHost: '127.0.0.1',
   pageSize: 10000,
   bodyLimitBytes: 1024 * 1024,
   headersTimeoutSeconds: 20,
@@ -125,6 +137,10 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   fixtures: 'COUNTERMAND_FIXTURES',
   publicBaseUrl: 'COUNTERMAND_PUBLIC_URL',
   logLevel: 'COUNTERMAND_LOG_LEVEL',
+  logFormat: 'COUNTERMAND_LOG_FORMAT',
+  metricsToken: 'COUNTERMAND_METRICS_TOKEN',
+  metricsPort: 'COUNTERMAND_METRICS_PORT',
+  metricsHost: 'COUNTERMAND_METRICS_HOST',
   pageSize: 'COUNTERMAND_PAGE_SIZE',
   bodyLimitBytes: 'COUNTERMAND_BODY_LIMIT_BYTES',
   headersTimeoutSeconds: 'COUNTERMAND_HEADERS_TIMEOUT_SECONDS',
@@ -164,10 +180,17 @@ const REMOVED: Readonly<Record<string, { env: string; instead: string }>> = {
   },
 };
 
+/** A setting that is off (null) by default but a number when set (metricsPort, executionDeadlineSeconds). */
+function takesNumber(key: keyof ServerConfig): boolean {
+  const schema = ServerConfigSchema.properties[key] as { anyOf?: { type?: string }[] };
+  return schema.anyOf?.some((s) => s.type === 'integer' || s.type === 'number') ?? false;
+}
+
 /** Converts a string from the environment or a flag to the setting's type. */
 function fromString(key: keyof ServerConfig, raw: string): unknown {
   const sample = DEFAULT_CONFIG[key];
-  if (typeof sample === 'number') return raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  if (sample === null && raw === '') return null;
+  if (typeof sample === 'number' || (sample === null && takesNumber(key))) return raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
   if (typeof sample === 'object' && sample !== null) {
     try {
       return JSON.parse(raw);

@@ -1,4 +1,5 @@
 import { pino, stdSerializers, type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
 
 /**
  * Paths never logged. Fastify's request serializer logs no headers, but anything that logs a
@@ -57,7 +58,23 @@ interface LoggedRequest {
   socket?: { remotePort?: number };
 }
 
-export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+export type LogFormat = 'json' | 'pretty';
+
+/**
+ * Lines for a terminal (pino-pretty, in this thread): time, level, message, then the fields.
+ * The fields are what the JSON line holds, after the same redaction.
+ */
+function prettyStream(destination: NodeJS.WritableStream | undefined): pino.DestinationStream {
+  return pinoPretty({
+    destination: destination ?? 1,
+    sync: true,
+    colorize: destination === undefined && process.stdout.isTTY === true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname,service',
+  });
+}
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream, format: LogFormat = 'json'): Logger {
   return pino(
     {
       level,
@@ -81,6 +98,6 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
         }),
       },
     },
-    destination as pino.DestinationStream | undefined,
+    format === 'pretty' ? prettyStream(destination) : (destination as pino.DestinationStream | undefined),
   );
 }

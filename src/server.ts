@@ -7,6 +7,7 @@ import { isLoopbackHost } from './agent/server-url.js';
 import { parseSimulation } from './agent/executors/simulated.js';
 import { AGENT_MAX_SOCKETS } from './agent/client.js';
 import { buildApp } from './api/app.js';
+import { registerMetricsRoute, startMetricsListener, type MetricsListener } from './api/metrics-endpoint.js';
 import type { ConnectionLimits } from './api/connections.js';
 import type { ApiContext } from './api/operation.js';
 import { ConfigError, type ServerConfig } from './config.js';
@@ -29,6 +30,7 @@ import { ApiRateLimiter } from './identity/rate-limiter.js';
 import { registerTokenService } from './identity/token-service.js';
 import { TokenIssuer, acceptedAudiences } from './identity/tokens.js';
 import { createLogger } from './logger.js';
+import { Metrics } from './metrics.js';
 import { OperatorError } from './operator-error.js';
 import { ActionsService } from './services/actions.js';
 import { AlertsService } from './services/alerts.js';
@@ -45,6 +47,9 @@ export interface RunningServer {
   dataDir: string;
   /** Where it listens, e.g. http://127.0.0.1:8080 */
   url: string;
+  /** The metrics listener's URL (metricsPort), e.g. http://127.0.0.1:9464; null without one. */
+  metricsUrl: string | null;
+  metrics: Metrics;
   /** The public base URL (for links and the accepted audience). */
   baseUrl: string;
   /** Set on the first start of an empty store without fixtures: shown once. */
@@ -155,7 +160,7 @@ async function fleetTenant(store: Store): Promise<string | null> {
  * store empty and the next start still prints the demo secret), and starts the sweeper and the
  * demo fleet.
  */
-export async function startServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel)): Promise<RunningServer> {
+export async function startServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel, undefined, config.logFormat)): Promise<RunningServer> {
   const fixtures = config.fixtures ? readFixtures(config.fixtures) : null;
   const simulation = parseFleetSimulation(config);
   const tls = config.tlsCertFile && config.tlsKeyFile ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) } : null;
@@ -184,8 +189,9 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     }, KEY_REFRESH_MS).unref();
     stops.push(() => clearInterval(keyRefresh));
 
+    const metrics = new Metrics();
     const machines = new MachinesService(store);
-    const actions = new ActionsService({ store, machines });
+    const actions = new ActionsService({ store, machines, metrics });
     const waiters = new Waiters();
     const pool = postgresPool(store);
     const notifier: Notifier = pool
@@ -234,6 +240,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       authenticator,
       limiter,
       logger,
+      metrics,
       bodyLimit: config.bodyLimitBytes,
       connections: connectionLimits(config),
       ...(tls ? { https: tls } : {}),
@@ -248,8 +255,10 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
             baseUrl: () => baseUrl,
             audiences: () => audiences,
             ...(pool ? { pool } : {}),
+            onRefused: (error) => metrics.tokenRefused(error),
           }),
-        (instance) => registerAgentRoutes(instance, gateway),
+        (instance) => registerAgentRoutes(instance, gateway, metrics),
+        (instance) => registerMetricsRoute(instance, metrics, config.metricsToken),
       ],
     });
     stops.push(() => app.close());
@@ -271,6 +280,17 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       audiences = acceptedAudiences(baseUrl);
     }
     const demo = fixtures ? null : await seedDemo(store, directory);
+    let metricsListener: MetricsListener | null = null;
+    if (config.metricsPort !== null) {
+      const { metricsHost: host, metricsPort: port } = config;
+      metricsListener = await startMetricsListener(metrics, { host, port, token: config.metricsToken }).catch((error: unknown) => {
+        throw listenProblem(error, host, port, { host: '--metrics-host (COUNTERMAND_METRICS_HOST)', port: '--metrics-port (COUNTERMAND_METRICS_PORT)' });
+      });
+      stops.push(() => metricsListener?.close());
+      if (!isLoopbackHost(config.metricsHost) && !config.metricsToken) {
+        logger.warn({ host: config.metricsHost }, 'the metrics listener is open to the network without a metrics token: anyone who reaches it reads them');
+      }
+    }
 
     const sweeper = new Sweeper({
       store,
@@ -311,6 +331,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       location: storeLocation(config, dataDir),
       dataDir,
       url,
+      metricsUrl: metricsListener?.url ?? null,
+      metrics,
       baseUrl,
       demo,
       keys,
@@ -349,18 +371,21 @@ async function listen(app: FastifyInstance, config: ServerConfig): Promise<void>
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') {
-      throw new ListenError(`port ${config.port} is in use on ${config.host}; choose another with --port (COUNTERMAND_PORT)`);
-    }
-    if (code === 'EACCES') {
-      throw new ListenError(`not allowed to listen on port ${config.port} (ports below 1024 need privileges); choose another with --port (COUNTERMAND_PORT)`);
-    }
-    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-      throw new ListenError(`cannot listen on ${config.host}: not an address of this machine; choose another with --host (COUNTERMAND_HOST)`);
-    }
-    throw error;
+    throw listenProblem(error, config.host, config.port, { host: '--host (COUNTERMAND_HOST)', port: '--port (COUNTERMAND_PORT)' });
   }
+}
+
+/** Why a listener could not start, as one line naming the setting to change; other errors stay as they are. */
+function listenProblem(error: unknown, host: string, port: number, settings: { host: string; port: string }): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new ListenError(`port ${port} is in use on ${host}; choose another with ${settings.port}`);
+  if (code === 'EACCES') {
+    return new ListenError(`not allowed to listen on port ${port} (ports below 1024 need privileges); choose another with ${settings.port}`);
+  }
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new ListenError(`cannot listen on ${host}: not an address of this machine; choose another with ${settings.host}`);
+  }
+  return error;
 }
 
 function parseFleetSimulation(config: ServerConfig) {

@@ -91,6 +91,7 @@ interface AgentFlags {
   linuxConfig?: unknown;
   maxWait: string;
   logLevel: string;
+  logFormat: 'json' | 'pretty';
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -113,6 +114,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--linux-config <json>', 'linux executor options, inline JSON or @file (docs/linux-executor.md)', jsonOption)
     .option('--max-wait <seconds>', 'longest check-in wait', '60')
     .addOption(new Option('--log-level <level>').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+    .addOption(new Option('--log-format <format>', 'json lines, or pretty lines for a terminal').choices(['json', 'pretty']).default('json'))
     .action(async (flags: AgentFlags) => {
       // Before anything reaches the network (the linux executor resolves the server's name).
       let warning: string | null;
@@ -122,7 +124,7 @@ export function registerAgentCommand(program: Command): void {
         throw new ConfigError((error as Error).message);
       }
       if (warning) process.stderr.write(`countermand agent: warning: ${warning}\n`);
-      const logger = createLogger(flags.logLevel);
+      const logger = createLogger(flags.logLevel, undefined, flags.logFormat);
       const executor: Executor =
         flags.executor === 'simulated'
           ? new SimulatedExecutor(parseSimulation(flags.simulation ?? {}))

@@ -37,6 +37,9 @@ program
   .option('--tls-key <file>', 'and this PEM key (COUNTERMAND_TLS_KEY)')
   .option('--key-encryption-key-file <file>', 'encrypt the signing keys at rest with the key in this file (COUNTERMAND_KEY_ENCRYPTION_KEY_FILE)')
   .option('--allow-open-data-dir', 'start even if the data dir stays readable by other users (COUNTERMAND_ALLOW_OPEN_DATA_DIR)')
+  .option('--metrics-port <port>', 'serve /metrics on a listener of its own, 0 for any free port (COUNTERMAND_METRICS_PORT; the token: COUNTERMAND_METRICS_TOKEN)')
+  .option('--metrics-host <host>', 'address of the metrics listener (COUNTERMAND_METRICS_HOST, default 127.0.0.1)')
+  .addOption(new Option('--log-format <format>', 'json lines, or pretty lines for a terminal (COUNTERMAND_LOG_FORMAT, default json)').choices(['json', 'pretty']))
   .addOption(
     new Option('--log-level <level>', 'log level (COUNTERMAND_LOG_LEVEL, default info)').choices([
       'fatal',
@@ -60,6 +63,9 @@ program
       fixtures: flags.fixtures,
       publicBaseUrl: flags.publicUrl,
       logLevel: flags.logLevel,
+      logFormat: flags.logFormat,
+      metricsPort: flags.metricsPort,
+      metricsHost: flags.metricsHost,
       demoFleetSize: flags.demoFleet,
       tlsCertFile: flags.tlsCert,
       tlsKeyFile: flags.tlsKey,
@@ -68,7 +74,8 @@ program
     });
     const server = await startServer(config);
     process.stderr.write(`countermand: using ${server.location} (data dir ${server.dataDir})\n`);
-    process.stderr.write(`Countermand is listening on ${server.url} (API at ${server.url}/api)\n`);
+    process.stderr.write(`Countermand is listening on ${server.url} (API at ${server.url}/api, documentation at ${server.url}/docs)\n`);
+    if (server.metricsUrl) process.stderr.write(`Metrics at ${server.metricsUrl}/metrics\n`);
     if (server.demo) {
       process.stderr.write(
         `\nCreated the demo tenant ${server.demo.tenantId} and its application. Get a token (the secret is shown only now):\n\n` +

@@ -95,7 +95,7 @@ export async function startTestServer(options: {
     demoFleetSize: 0,
     ...options.config,
   };
-  const server = await startServer(config, createLogger(config.logLevel, sink));
+  const server = await startServer(config, createLogger(config.logLevel, sink, config.logFormat));
   return {
     ...server,
     dataDir,
