@@ -134,7 +134,8 @@ function toSwaggerSchema(route: RouteOptions, doc: RouteDoc): FastifySchema {
   for (const [status, r] of Object.entries(doc.responses)) {
     response[status] = {
       description: r.description,
-      ...(r.schema ? { content: { [r.contentType ?? 'application/json']: { schema: r.schema } } } : { type: 'null' }),
+      // Fastify's content type for an object a handler returns, unless the route says another.
+      ...(r.schema ? { content: { [r.contentType ?? 'application/json; charset=utf-8']: { schema: r.schema } } } : { type: 'null' }),
       ...(r.headers ? { headers: Object.fromEntries(Object.entries(r.headers).map(([k, h]) => [k, { ...h.schema, description: h.description }])) } : {}),
     };
   }
