@@ -323,8 +323,9 @@ export function registerOpenApi(app: FastifyInstance, declareRoutes: () => void)
   app.register(fastifySwagger, swaggerOptions());
   app.register(fastifySwaggerUi, {
     routePrefix: DOCS_PREFIX,
-    // The page's own assets only; swagger-ui's online validator stays off.
-    uiConfig: { validatorUrl: null, deepLinking: true, tryItOutEnabled: false },
+    // The page's own assets only; swagger-ui's online validator stays off. No top bar: it
+    // would load other documents by URL, and its logo is an inline style the CSP refuses.
+    uiConfig: { validatorUrl: null, deepLinking: true, tryItOutEnabled: false, layout: 'BaseLayout' },
     staticCSP: DOCS_CSP,
     theme: { title: 'Countermand API' },
   });
