@@ -114,4 +114,27 @@ describe('countermand serve', () => {
     expect(fixtures.code).toBe(2);
     expect(fixtures.output).toMatch(/tenants\/0\/id/);
   });
+  it('with --log-format pretty and --metrics-port: readable log lines, and metrics on their own loopback port', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'countermand-cli-'));
+    dirs.push(dir);
+    const setup = makeFixtures(1);
+    writeFileSync(join(dir, 'f.json'), JSON.stringify(setup.fixtures));
+    const server = spawnCli(['serve', '--port', '0', '--data-dir', join(dir, 'data'), '--fixtures', join(dir, 'f.json'), '--log-format', 'pretty', '--metrics-port', '0']);
+    procs.push(server);
+    const [, url] = await server.waitFor(/listening on (http:\/\/[^\s]+)/);
+    const [, metricsUrl] = await server.waitFor(/Metrics at (http:\/\/127\.0\.0\.1:\d+)\/metrics/);
+    expect(server.stderr()).toContain(`documentation at ${url}/docs`);
+    // No token configured: open on the loopback listener, not served on the API's.
+    const metrics = await fetch(`${metricsUrl}/metrics`);
+    expect(metrics.status).toBe(200);
+    expect(await metrics.text()).toContain('countermand_actions_created_total{type="Isolate"} 0');
+    expect((await fetch(`${url}/metrics`)).status).toBe(404);
+    await server.waitFor(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: Server listening at/m);
+    expect(server.stdout()).not.toMatch(/^\{/m);
+    const bad = await runCli(['serve', '--log-format', 'fancy']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.output).toMatch(/--log-format/);
+    server.child.kill('SIGTERM');
+    expect((await server.exited).code).toBe(0);
+  });
 });

@@ -9,11 +9,11 @@ import { Client, TEST_SECRET, appToken, makeFixtures, startTestServer, userToken
  * passwords, enrollment tokens, agent credentials) leaves none of them in any log line.
  */
 const PASSWORD = 'a-user-password-42';
+const METRICS_TOKEN = 'the-metrics-token-0123456789';
 const setup = makeFixtures(2);
 setup.fixtures.tenants[0]!.users = [
   { upn: 'ana@test.local', password: PASSWORD, scopes: ['Machine.Read'], rolePermissions: ['View data'] },
 ];
-let server: TestServer;
 
 /** A GET with the request target exactly as given (fetch would normalise it). */
 function rawGet(base: string, target: string): Promise<number> {
@@ -27,14 +27,17 @@ function rawGet(base: string, target: string): Promise<number> {
   });
 }
 
-beforeAll(async () => {
-  server = await startTestServer({ fixtures: setup.fixtures, config: { logLevel: 'trace', agentPollSeconds: 0.2 } });
-});
-afterAll(async () => {
-  await server?.stop();
-});
+// Both formats: pretty lines are made from the same (redacted) records as JSON lines.
+describe.each(['json', 'pretty'] as const)('log hygiene (%s lines)', (logFormat) => {
+  let server: TestServer;
 
-describe('log hygiene', () => {
+  beforeAll(async () => {
+    server = await startTestServer({ fixtures: setup.fixtures, config: { logLevel: 'trace', logFormat, agentPollSeconds: 0.2, metricsToken: METRICS_TOKEN } });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
   it('no secret, password, token or credential appears in the logs', async () => {
     const secrets: string[] = [TEST_SECRET, PASSWORD];
     const access = await appToken(server, setup.tenantId, setup.clientId);
@@ -96,11 +99,23 @@ describe('log hygiene', () => {
     secrets.push('wrong-enrollment-secret');
     await agent.stop();
 
+    // The metrics token, right and wrong.
+    secrets.push(METRICS_TOKEN, 'a-wrong-metrics-token-987654');
+    expect((await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).status).toBe(200);
+    expect((await fetch(`${server.url}/metrics`, { headers: { authorization: 'Bearer a-wrong-metrics-token-987654' } })).status).toBe(401);
+
     const logs = server.logs.join('\n');
     expect(server.logs.length).toBeGreaterThan(30); // verbose logging really ran
     for (const secret of secrets) expect(logs.includes(secret), `a log line holds ${secret.slice(0, 12)}...`).toBe(false);
     expect(logs).toContain('client_secret=[redacted]');
     expect(logs).toContain('client%5Fsecret=[redacted]');
     expect(logs).toContain('pass%77ord=[redacted]');
+    if (logFormat === 'pretty') {
+      // A time, a level and the message on the line; never a JSON object per line.
+      expect(server.logs.some((line) => /^\[\d\d:\d\d:\d\d\.\d{3}\] (INFO|DEBUG|TRACE): /.test(line))).toBe(true);
+      expect(server.logs.some((line) => line.startsWith('{'))).toBe(false);
+    } else {
+      for (const line of server.logs) expect(() => JSON.parse(line)).not.toThrow();
+    }
   });
 });
