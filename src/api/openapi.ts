@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import fastifySwagger, { formatParamUrl, type FastifyDynamicSwaggerOptions } from '@fastify/swagger';
-import fastifySwaggerUi from '@fastify/swagger-ui';
+import fastifySwaggerUi, { type FastifySwaggerUiOptions } from '@fastify/swagger-ui';
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
 import { Type, type TSchema } from 'typebox';
 import { RATE_LIMITS, type RateLimitPolicy } from '../domain/rate-limits.js';
@@ -23,8 +23,10 @@ import { ODATA_JSON } from './wire.js';
  * The OpenAPI 3.1 document of every route (GET /openapi.json) and its interactive docs (/docs,
  * swagger-ui served from the package, nothing fetched from elsewhere).
  *
- * Each route says how the document shows it in its `config.openapi` (a RouteDoc), or, for routes
- * that use Fastify's own schema keys for that (the control API), in `schema`. The RouteDoc is
+ * Each route says how the document shows it in its `config.openapi` (a RouteDoc), or in Fastify's
+ * own schema keys (`summary`, `tags`, `response`), or, for routes a plugin registers without
+ * taking route options (swagger-ui, static files), through describeRoutes() on the plugin's
+ * scope (docs/openapi.md says which to use). The RouteDoc is
  * documentation only: its response, params and query schemas are never given to Fastify, so
  * they change neither validation nor how a response is serialised (handlers write their own
  * bytes). @fastify/swagger builds the document from the routes it sees registered, so a route
@@ -94,7 +96,7 @@ const PATH_KEY = 'x-countermand-path';
 
 const DOCS_PREFIX = '/docs';
 
-/** The interactive docs' own routes (registered by @fastify/swagger-ui, which hides them). */
+/** The interactive docs' own routes (registered by @fastify/swagger-ui, which hides them), by URL. */
 const DOCS_ROUTES: Readonly<Record<string, RouteDoc>> = {
   [DOCS_PREFIX]: page('The interactive API documentation (swagger-ui), served from the package.'),
   [`${DOCS_PREFIX}/static/index.html`]: {
@@ -158,8 +160,25 @@ function toSwaggerSchema(route: RouteOptions, doc: RouteDoc): FastifySchema {
 const isSelfDocumented = (schema: FastifySchema | undefined): schema is FastifySchema =>
   !!schema && !schema.hide && typeof schema.summary === 'string' && !!schema.tags?.length && !!schema.response;
 
+/**
+ * Documents the routes a plugin registers in `scope` (and its children) from here on, for
+ * plugins that take no route options: `describe` gives each one its RouteDoc (a `path` with a
+ * parameter lets many routes share one operation, e.g. every file of a bundle), or false for a
+ * generated 405 sibling. A route that already carries `config.openapi` keeps it; one that
+ * `describe` returns undefined for stays undocumented, and the completeness test names it.
+ * Register the plugin inside a scope of its own so that nothing else is described by accident.
+ */
+export function describeRoutes(scope: FastifyInstance, describe: (route: RouteOptions) => RouteDoc | false | undefined): void {
+  scope.addHook('onRoute', (route) => {
+    if (route.config?.openapi !== undefined) return;
+    const doc = describe(route);
+    // The document and the inventory read the route's options when they are asked, after this.
+    if (doc !== undefined) route.config = { ...route.config, openapi: doc };
+  });
+}
+
 function describe(route: RouteOptions): Described {
-  const doc = route.config?.openapi ?? DOCS_ROUTES[route.url];
+  const doc = route.config?.openapi;
   if (doc === false) return { kind: 'hidden' };
   if (doc) return { kind: 'documented', path: doc.path ?? null, schema: toSwaggerSchema(route, doc) };
   if (isSelfDocumented(route.schema)) return { kind: 'documented', path: null, schema: route.schema };
@@ -270,6 +289,15 @@ export const DOCS_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self' data:; " +
   "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+const swaggerUiOptions: FastifySwaggerUiOptions = {
+  routePrefix: DOCS_PREFIX,
+  // The page's own assets only; swagger-ui's online validator stays off. No top bar: it
+  // would load other documents by URL, and its logo is an inline style the CSP refuses.
+  uiConfig: { validatorUrl: null, deepLinking: true, tryItOutEnabled: false, layout: 'BaseLayout' },
+  staticCSP: DOCS_CSP,
+  theme: { title: 'Countermand API' },
+};
+
 function swaggerOptions(): FastifyDynamicSwaggerOptions {
   return {
     openapi: {
@@ -321,13 +349,9 @@ export function registerOpenApi(app: FastifyInstance, declareRoutes: () => void)
     }),
   );
   app.register(fastifySwagger, swaggerOptions());
-  app.register(fastifySwaggerUi, {
-    routePrefix: DOCS_PREFIX,
-    // The page's own assets only; swagger-ui's online validator stays off. No top bar: it
-    // would load other documents by URL, and its logo is an inline style the CSP refuses.
-    uiConfig: { validatorUrl: null, deepLinking: true, tryItOutEnabled: false, layout: 'BaseLayout' },
-    staticCSP: DOCS_CSP,
-    theme: { title: 'Countermand API' },
+  app.register(async (scope) => {
+    describeRoutes(scope, (route) => DOCS_ROUTES[route.url]);
+    await scope.register(fastifySwaggerUi, swaggerUiOptions);
   });
   app.after(() => {
     app.get(

@@ -1,9 +1,9 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { registerOpenApi } from '../../src/api/openapi.js';
+import { describeRoutes, registerOpenApi } from '../../src/api/openapi.js';
 import type { RouteInventoryEntry } from '../../src/api/openapi.js';
 import { enrollmentToken, startAgent, waitUntil } from '../support/agents.js';
 import { Client, TEST_SECRET, appClient, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
@@ -39,6 +39,10 @@ function isDocumented(operation: Json): boolean {
   );
 }
 
+/** What to do about each problem (docs/openapi.md says more). */
+const UNDOCUMENTED = 'give it config.openapi, Fastify schema keys (summary, tags, response) or describeRoutes() (docs/openapi.md)';
+const NOT_SEEN = 'declare it in buildApp (an operation or an extension), where the document generator sees it (docs/openapi.md)';
+
 /**
  * What is wrong between the routes a server registered and its document: a route missing from
  * it or without documentation, or an operation no route serves. Only the generated 405 siblings
@@ -56,8 +60,8 @@ function problems(inventory: RouteInventoryEntry[], document: Json): string[] {
       const operation = route.documentedAs![i]!;
       expected.add(operation);
       const entry = listed.get(operation);
-      if (!entry) found.push(`${method} ${route.url}: not in the document (as ${operation})`);
-      else if (!route.documented || !isDocumented(entry)) found.push(`${method} ${route.url}: listed without documentation`);
+      if (!entry) found.push(`${method} ${route.url}: not in the document (as ${operation}); ${NOT_SEEN}`);
+      else if (!route.documented || !isDocumented(entry)) found.push(`${method} ${route.url}: listed without documentation; ${UNDOCUMENTED}`);
     });
   }
   for (const operation of listed.keys()) if (!expected.has(operation)) found.push(`${operation}: documented, but no route serves it`);
@@ -288,9 +292,11 @@ function listedTags(document: Json, operation: string): string[] {
 }
 
 describe('the completeness check', () => {
+  // The server's router options: a trailing slash names the same route.
+  const newApp = () => Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true } });
+
   it('names a route added without documentation', async () => {
-    // The server's router options: a trailing slash names the same route.
-    const app = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true } });
+    const app = newApp();
     registerOpenApi(app, () => {
       app.get('/documented', { config: { openapi: { tags: ['Service'], summary: 'A documented route', responses: { 200: { description: 'OK' } } } } }, async () => 'ok');
       app.post('/forgotten', async () => 'oops');
@@ -298,7 +304,73 @@ describe('the completeness check', () => {
     await app.ready();
     try {
       const document = JSON.parse((await app.inject({ method: 'GET', url: '/openapi.json' })).body);
-      expect(problems(app.routeInventory(), document)).toEqual(['POST /forgotten: listed without documentation']);
+      expect(problems(app.routeInventory(), document)).toEqual([`POST /forgotten: listed without documentation; ${UNDOCUMENTED}`]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  const ok = { 200: { description: 'OK' } };
+
+  it("documents a plugin's routes through describeRoutes, many files as one operation, and names those it leaves out", async () => {
+    const app = newApp();
+    // Like a static-files plugin: one hidden route per file, no route options taken.
+    const bundle = async (scope: FastifyInstance) => {
+      for (const file of ['index.html', 'assets/app-1a2b.js', 'assets/app-3c4d.css', 'notes.txt']) {
+        scope.get(`/ui/${file}`, { schema: { hide: true } }, async () => file);
+      }
+    };
+    registerOpenApi(app, () => {
+      app.register(async (scope) => {
+        describeRoutes(scope, (route) => {
+          if (route.url === '/ui/index.html') return { tags: ['Service'], summary: 'The page', responses: ok };
+          if (route.url.startsWith('/ui/assets/')) return { tags: ['Service'], summary: 'A file of the bundle', path: '/ui/assets/{file}', responses: ok };
+          return undefined;
+        });
+        await scope.register(bundle);
+      });
+      // Outside the described scope: not described by accident.
+      app.get('/ui/other', { schema: { hide: true } }, async () => 'other');
+    });
+    await app.ready();
+    try {
+      const document = JSON.parse((await app.inject({ method: 'GET', url: '/openapi.json' })).body);
+      expect(problems(app.routeInventory(), document).sort()).toEqual([
+        `GET /ui/notes.txt: listed without documentation; ${UNDOCUMENTED}`,
+        `GET /ui/other: listed without documentation; ${UNDOCUMENTED}`,
+      ]);
+      const listed = [...operations(document).keys()].filter((o) => o.includes('/ui/'));
+      expect(listed.sort()).toEqual(['GET /ui/assets/{file}', 'GET /ui/index.html', 'GET /ui/notes.txt', 'GET /ui/other']);
+      expect((await app.inject({ method: 'GET', url: '/ui/assets/app-1a2b.js' })).body).toBe('assets/app-1a2b.js');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("takes Fastify's own schema keys as documentation only when they say what the route is", async () => {
+    const app = newApp();
+    registerOpenApi(app, () => {
+      app.get('/self', { schema: { tags: ['Service'], summary: 'Documented by its schema', response: { 200: { type: 'string' } } } }, async () => 'ok');
+      app.get('/bare', { schema: { response: { 200: { type: 'string' } } } }, async () => 'ok');
+    });
+    await app.ready();
+    try {
+      const document = JSON.parse((await app.inject({ method: 'GET', url: '/openapi.json' })).body);
+      expect(problems(app.routeInventory(), document)).toEqual([`GET /bare: listed without documentation; ${UNDOCUMENTED}`]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('names a route declared on the instance before the generator is loaded', async () => {
+    const app = newApp();
+    registerOpenApi(app, () => undefined);
+    // Registered at once, while the generator (a plugin) loads only at ready().
+    app.get('/too-early', { config: { openapi: { tags: ['Service'], summary: 'Too early', responses: ok } } }, async () => 'ok');
+    await app.ready();
+    try {
+      const document = JSON.parse((await app.inject({ method: 'GET', url: '/openapi.json' })).body);
+      expect(problems(app.routeInventory(), document)).toEqual([`GET /too-early: not in the document (as GET /too-early); ${NOT_SEEN}`]);
     } finally {
       await app.close();
     }
