@@ -109,7 +109,9 @@ describe.each(backends)('the OpenAPI document on %s', (backend) => {
   let api: Client;
 
   beforeAll(async () => {
-    server = await startTestServer({ fixtures: setup.fixtures, backend, config: { agentPollSeconds: 0.2 } });
+    // Every optional surface on, so that every route the server can serve is registered and
+    // checked: a setting that adds routes is turned on here (docs/openapi.md).
+    server = await startTestServer({ fixtures: setup.fixtures, backend, config: { agentPollSeconds: 0.2, metricsToken: 'openapi-metrics-token-0123' } });
     const res = await fetch(`${server.url}/openapi.json`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
