@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 npx tsc -p tsconfig.json --noEmit
+npx tsc -p web/tsconfig.json --noEmit
 if [ -z "${COUNTERMAND_TEST_PG_URL:-}" ] && [ -x "${PGBIN:-/usr/lib/postgresql/15/bin}/postgres" ]; then
   eval "$(scripts/throwaway-postgres.sh)"
   trap 'scripts/throwaway-postgres.sh stop "$COUNTERMAND_TEST_PG_DIR"' EXIT

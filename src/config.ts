@@ -78,6 +78,14 @@ export const ServerConfigSchema = Type.Object({
   demoFleetSize: Type.Integer({ minimum: 0, maximum: 100000 }),
   /** How the demo fleet's simulated actions behave, per action type (docs/agents.md). */
   demoFleetSimulation: Type.Record(Type.String(), Type.Unknown()),
+  /** Serve the Action Center web UI at `/` (docs/action-center.md). */
+  actionCenter: Type.Boolean(),
+  /** The built UI to serve; default the bundle `npm run build` writes to dist/web. */
+  actionCenterDir: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+  /** Event streams one caller may hold open on one node; more are answered 429. */
+  eventStreamsPerCaller: Type.Integer({ minimum: 1, maximum: 1000 }),
+  /** How often an idle event stream sends a heartbeat comment. */
+  eventHeartbeatSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 3600 }),
   /** PEM files to serve HTTPS with. */
   tlsCertFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
   tlsKeyFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
@@ -121,6 +129,11 @@ export const DEFAULT_CONFIG: ServerConfig = {
   sweepIntervalSeconds: 30,
   demoFleetSize: 3,
   demoFleetSimulation: {},
+  actionCenter: true,
+  actionCenterDir: null,
+  eventStreamsPerCaller: 10,
+  // Well inside the 60 s idle timeout of common proxies in front of a server.
+  eventHeartbeatSeconds: 15,
   tlsCertFile: null,
   tlsKeyFile: null,
   keyEncryptionKey: null,
@@ -161,6 +174,10 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   sweepIntervalSeconds: 'COUNTERMAND_SWEEP_INTERVAL_SECONDS',
   demoFleetSize: 'COUNTERMAND_DEMO_FLEET',
   demoFleetSimulation: 'COUNTERMAND_DEMO_FLEET_SIMULATION',
+  actionCenter: 'COUNTERMAND_ACTION_CENTER',
+  actionCenterDir: 'COUNTERMAND_ACTION_CENTER_DIR',
+  eventStreamsPerCaller: 'COUNTERMAND_EVENT_STREAMS_PER_CALLER',
+  eventHeartbeatSeconds: 'COUNTERMAND_EVENT_HEARTBEAT_SECONDS',
   tlsCertFile: 'COUNTERMAND_TLS_CERT',
   tlsKeyFile: 'COUNTERMAND_TLS_KEY',
   keyEncryptionKey: 'COUNTERMAND_KEY_ENCRYPTION_KEY',

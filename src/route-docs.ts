@@ -51,6 +51,8 @@ export const TAGS = {
   tokens: 'Tokens',
   agent: 'Agent protocol',
   service: 'Service',
+  events: 'Events and history',
+  actionCenter: 'Action Center',
   docs: 'Documentation',
 } as const;
 
@@ -62,7 +64,11 @@ export const TAG_GROUPS = [
     tags: [TAGS.actions, TAGS.machines, TAGS.alerts, TAGS.investigations, TAGS.metadata, TAGS.tokens],
   },
   { name: 'Agent protocol', description: 'What the agent on each machine calls (docs/agent-protocol.md).', tags: [TAGS.agent] },
-  { name: 'Service', description: "Countermand's own: metrics and these documents.", tags: [TAGS.service, TAGS.docs] },
+  {
+    name: 'Service',
+    description: "Countermand's own: metrics, the event stream and action history, the Action Center, and these documents.",
+    tags: [TAGS.service, TAGS.events, TAGS.actionCenter, TAGS.docs],
+  },
 ];
 
 export const TAG_DESCRIPTIONS: Record<string, string> = {
@@ -74,6 +80,8 @@ export const TAG_DESCRIPTIONS: Record<string, string> = {
   [TAGS.tokens]: 'OAuth 2.0 token endpoints at the server root, as MDE clients call them (contract §7).',
   [TAGS.agent]: 'Enrollment and the long-poll check-in of agents, with an agent credential.',
   [TAGS.service]: 'Prometheus metrics (docs/observability.md).',
+  [TAGS.events]: "Every change of the machine actions the caller may see, as server-sent events, and an action's history (docs/action-center.md).",
+  [TAGS.actionCenter]: 'The web UI and the files of its bundle (docs/action-center.md).',
   [TAGS.docs]: 'This document and the interactive documentation.',
 };
 

@@ -6,6 +6,7 @@ import { SimulatedFleet } from './agent/fleet.js';
 import { isLoopbackHost } from './agent/server-url.js';
 import { parseSimulation } from './agent/executors/simulated.js';
 import { AGENT_MAX_SOCKETS } from './agent/client.js';
+import { BUNDLED_ACTION_CENTER_DIR, registerActionCenter } from './api/action-center.js';
 import { buildApp } from './api/app.js';
 import { registerMetricsRoute, startMetricsListener, type MetricsListener } from './api/metrics-endpoint.js';
 import type { ConnectionLimits } from './api/connections.js';
@@ -32,6 +33,7 @@ import { TokenIssuer, acceptedAudiences } from './identity/tokens.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { OperatorError } from './operator-error.js';
+import { ActionChanges } from './services/action-changes.js';
 import { ActionsService } from './services/actions.js';
 import { AlertsService } from './services/alerts.js';
 import { MachinesService } from './services/machines.js';
@@ -59,6 +61,8 @@ export interface RunningServer {
   waiters: Waiters;
   sweeper: Sweeper;
   fleet: SimulatedFleet | null;
+  /** This node's event streams. */
+  changes: ActionChanges;
   close(): Promise<void>;
 }
 
@@ -193,11 +197,13 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     const machines = new MachinesService(store);
     const actions = new ActionsService({ store, machines, metrics });
     const waiters = new Waiters();
+    const changes = new ActionChanges(store, (error) => logger.warn({ err: error }, 'event stream delivery failed'));
     const pool = postgresPool(store);
     const notifier: Notifier = pool
-      ? await PostgresNotifier.start(waiters, pool, (error) => logger.warn({ err: error }, 'dispatch notification failed'))
-      : new LocalNotifier(waiters);
+      ? await PostgresNotifier.start(waiters, pool, (error) => logger.warn({ err: error }, 'dispatch notification failed'), changes)
+      : new LocalNotifier(waiters, changes);
     stops.push(() => notifier.close());
+    actions.observeChanges((change) => notifier.publish(change));
     const gateway = new AgentGateway({
       store,
       actions,
@@ -220,6 +226,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       baseUrl: () => baseUrl,
       pageSize: config.pageSize,
       cancelRequiresMatchingPermission: config.cancelRequiresMatchingPermission,
+      events: { changes, heartbeatMs: config.eventHeartbeatSeconds * 1000, streamsPerCaller: config.eventStreamsPerCaller },
     };
     const authenticator = new TokenAuthenticator({
       store,
@@ -259,9 +266,14 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
           }),
         (instance) => registerAgentRoutes(instance, gateway, metrics),
         (instance) => registerMetricsRoute(instance, metrics, config.metricsToken),
+        (instance) => {
+          if (config.actionCenter) registerActionCenter(instance, config.actionCenterDir ?? BUNDLED_ACTION_CENTER_DIR, logger);
+        },
       ],
     });
     stops.push(() => app.close());
+    // Open streams would hold the close up: they end first, with an `end` event.
+    stops.push(() => changes.closeAll('shutdown'));
     await listen(app, config);
     if (!tls && !isLoopbackHost(config.host)) {
       logger.warn(
@@ -340,6 +352,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       waiters,
       sweeper,
       fleet,
+      changes,
       close: stopAll,
     };
   } catch (error) {

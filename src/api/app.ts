@@ -11,7 +11,7 @@ import { instrumentRoutes } from './metrics-endpoint.js';
 import { operationRouteDoc, registerOpenApi } from './openapi.js';
 import type { ApiContext, Operation, Reply } from './operation.js';
 import { OPERATIONS } from './routes/index.js';
-import { ERROR_JSON, ODATA_JSON, REQUEST_ID_HEADER, errorEnvelope } from './wire.js';
+import { ERROR_JSON, ODATA_JSON, PLAIN_JSON, REQUEST_ID_HEADER, errorEnvelope } from './wire.js';
 
 export { REQUEST_ID_HEADER };
 
@@ -46,7 +46,7 @@ export interface AppOptions {
 const V1_ALIAS = /^\/+api\/+v1\.0(?=[/?]|$)/i;
 const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
 /** Routes whose path parameters and query string are client text (the token service checks its own). */
-const CLIENT_TEXT_ROUTES = /^\/(api|agent)\//;
+const CLIENT_TEXT_ROUTES = /^\/(api|agent|countermand)\//;
 /**
  * Router limit on one path parameter: Fastify's default (100) turned machine keys of 101-256
  * characters into a 400; with this, any URL that fits in Node's header limit is routed and the
@@ -76,11 +76,10 @@ function clientHungUp(error: unknown, request: FastifyRequest): boolean {
 }
 
 function sendOData(reply: FastifyReply, result: Reply): FastifyReply {
-  return reply
-    .code(result.status)
-    .header('content-type', result.contentType ?? ODATA_JSON)
-    .header('odata-version', '4.0')
-    .send(result.payload ?? JSON.stringify(result.body));
+  reply.code(result.status).header('content-type', result.contentType ?? ODATA_JSON);
+  // Countermand's own extensions answer plain JSON, not OData.
+  if (result.contentType !== PLAIN_JSON) reply.header('odata-version', '4.0');
+  return reply.send(result.payload ?? JSON.stringify(result.body));
 }
 
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
@@ -175,7 +174,7 @@ function declareRoutes(app: FastifyInstance, options: AppOptions): void {
   const { ctx, authenticator, limiter } = options;
   const methodsByUrl = new Map<string, Set<string>>();
   for (const operation of OPERATIONS) {
-    const url = `/api${operation.path}`;
+    const url = `${operation.root ?? '/api'}${operation.path}`;
     app.route({
       method: operation.method,
       url,
@@ -194,7 +193,10 @@ function declareRoutes(app: FastifyInstance, options: AppOptions): void {
             },
           }
         : {}),
-      handler: async (request, reply) => sendOData(reply, await operation.handler(request, ctx, reply)),
+      handler: async (request, reply) => {
+        const result = await operation.handler(request, ctx, reply);
+        return result ? sendOData(reply, result) : reply;
+      },
     });
     const methods = methodsByUrl.get(url) ?? new Set<string>();
     methods.add(operation.method);

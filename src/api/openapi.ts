@@ -66,14 +66,17 @@ export function operationRouteDoc(operation: Operation): RouteDoc {
     summary: doc.summary,
     description,
     operationId: operation.name,
-    ...(doc.path ? { path: `/api${doc.path}` } : {}),
+    ...(doc.path ? { path: `${operation.root ?? '/api'}${doc.path}` } : {}),
     ...(doc.params ? { params: doc.params } : {}),
     ...(doc.query ? { querystring: doc.query } : {}),
     responses: {
       [doc.response.status]: {
         description: doc.response.description,
         ...(doc.response.schema ? { schema: doc.response.schema, contentType: doc.response.contentType ?? ODATA_JSON } : {}),
-        headers: { ...requestIdHeader, 'odata-version': { description: 'The OData version: 4.0.', schema: Type.Literal('4.0') } },
+        // Countermand's own extensions are not OData.
+        headers: operation.root
+          ? requestIdHeader
+          : { ...requestIdHeader, 'odata-version': { description: 'The OData version: 4.0.', schema: Type.Literal('4.0') } },
       },
       ...API_ERRORS,
       ...(operation.body ? BODY_ERRORS : {}),

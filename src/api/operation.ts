@@ -3,6 +3,7 @@ import type { TSchema } from 'typebox';
 import type { Caller } from '../domain/caller.js';
 import type { EndpointPermissions } from '../domain/permissions.js';
 import type { RateLimitPolicy } from '../domain/rate-limits.js';
+import type { ActionChanges } from '../services/action-changes.js';
 import type { ActionsService } from '../services/actions.js';
 import type { AlertsService } from '../services/alerts.js';
 import type { MachinesService } from '../services/machines.js';
@@ -25,6 +26,8 @@ export interface ApiContext {
   pageSize: number;
   /** Whether cancel requires the permission matching the action's type (see docs). */
   cancelRequiresMatchingPermission: boolean;
+  /** The event stream (docs/action-center.md): this node's streams and their bounds. */
+  events: { changes: ActionChanges; heartbeatMs: number; streamsPerCaller: number };
 }
 
 export interface Reply {
@@ -32,7 +35,10 @@ export interface Reply {
   body: unknown;
   /** The body already serialised; `body` is then unused. */
   payload?: string;
-  /** Instead of OData JSON (the CSDL of $metadata is XML). */
+  /**
+   * Instead of OData JSON: the CSDL of $metadata is XML; Countermand's own extensions answer
+   * plain JSON (without OData's headers).
+   */
   contentType?: string;
 }
 
@@ -52,19 +58,25 @@ export interface OperationDoc {
   response: { status: number; description: string; schema?: TSchema; contentType?: string };
 }
 
+/** Where Countermand's own routes live, outside MDE's surface (docs/action-center.md). */
+export const EXTENSIONS_ROOT = '/countermand/v1';
+
 /**
- * One API operation (a row of contract §2). Registered under /api and /api/v1.0; paths match
- * case-insensitively. `permissions` null means the handler authorises itself (cancel needs the
+ * One API operation (a row of contract §2, or one of Countermand's extensions). Registered under
+ * /api and /api/v1.0 (extensions under EXTENSIONS_ROOT); paths match case-insensitively. `permissions` null means the handler authorises itself (cancel needs the
  * action's type first).
  */
 export interface Operation {
   name: string;
   method: 'GET' | 'POST' | 'DELETE';
+  /** Mounted under /api (MDE's surface) unless it is one of Countermand's own extensions. */
+  root?: typeof EXTENSIONS_ROOT;
   path: string;
   permissions: EndpointPermissions | null;
   /** Contract §8; the default policy (100/min, 1500/h) when absent. */
   rateLimit?: RateLimitPolicy;
   body?: TSchema;
   doc: OperationDoc;
-  handler(request: FastifyRequest, ctx: ApiContext, reply: FastifyReply): Promise<Reply>;
+  /** The answer, or null when the handler wrote it itself (the event stream). */
+  handler(request: FastifyRequest, ctx: ApiContext, reply: FastifyReply): Promise<Reply | null>;
 }

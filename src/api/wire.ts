@@ -1,4 +1,4 @@
-import type { Alert, AlertEvidence, Investigation, Machine, MachineAction } from '../domain/model.js';
+import type { ActionEvent, Alert, AlertEvidence, Investigation, Machine, MachineAction } from '../domain/model.js';
 import { toWireTime } from '../domain/time.js';
 
 /**
@@ -8,6 +8,8 @@ import { toWireTime } from '../domain/time.js';
 
 export const ODATA_JSON = 'application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8';
 export const ERROR_JSON = 'application/json; charset=utf-8';
+/** Countermand's own extensions answer plain JSON (they are not OData). */
+export const PLAIN_JSON = ERROR_JSON;
 export const REQUEST_ID_HEADER = 'request-id';
 
 /** The contract's error envelope (§6); `target` is the request id the response carries. */
@@ -190,3 +192,20 @@ export const alertEntity = (base: string, a: Alert) => ({
   '@odata.context': entityContext(base, 'Alerts'),
   ...alertToWire(a, true),
 });
+/**
+ * One entry of an action's history, for Countermand's history extension (docs/action-center.md):
+ * who did what when, the status it moved from and to (null for entries that change no status),
+ * the comment, and the machine's report detail.
+ */
+export function actionEventToWire(e: ActionEvent) {
+  return {
+    sequence: e.seq,
+    kind: e.kind,
+    dateTimeUtc: toWireTime(e.at),
+    actor: e.actor,
+    fromStatus: e.fromStatus,
+    toStatus: e.toStatus,
+    comment: e.comment,
+    detail: e.detail,
+  };
+}

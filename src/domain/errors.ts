@@ -86,6 +86,11 @@ export const ERRORS = {
     new ApiError('TooManyRequests', 429, `Too many open connections from this address (at most ${max}); close one or try again later.`, {
       'retry-after': String(CONCURRENCY_RETRY_AFTER_SECONDS),
     }),
+  /** The caller already holds its share of open event streams (docs/action-center.md). */
+  TooManyStreams: (max: number) =>
+    new ApiError('TooManyRequests', 429, `Too many open event streams for this caller (at most ${max}); close one first.`, {
+      'retry-after': String(CONCURRENCY_RETRY_AFTER_SECONDS),
+    }),
   HeadersTooLarge: (limitBytes: number) =>
     new ApiError('RequestHeaderFieldsTooLarge', 431, `The request line and headers are larger than ${limitBytes} bytes.`),
   ServiceUnavailable: (message: string) => new ApiError('ServiceUnavailable', 503, message),

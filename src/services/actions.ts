@@ -4,8 +4,9 @@ import { ACTION_CATALOG } from '../domain/catalog.js';
 import { alertId, alertsFromReport } from '../domain/detections.js';
 import { ERRORS } from '../domain/errors.js';
 import { ACTIVE_STATUSES } from '../domain/lifecycle.js';
-import type { ActionType, Alert, Investigation, LiveResponseCommand, Machine, MachineAction } from '../domain/model.js';
+import type { ActionEvent, ActionType, Alert, Investigation, LiveResponseCommand, Machine, MachineAction } from '../domain/model.js';
 import type { ListQuery, Page, Store } from '../domain/store.js';
+import type { ActionChangeKind, ActionChangeRef } from './action-changes.js';
 import type { MachinesService } from './machines.js';
 
 /** Told about every change an agent must learn of (dispatch implements it). */
@@ -61,6 +62,7 @@ export class ActionsService {
   private readonly now: () => number;
   private readonly metrics: ActionMetrics | undefined;
   private listener: ActionListener | undefined;
+  private observer: ((change: ActionChangeRef) => void) | undefined;
 
   constructor(options: ActionsServiceOptions) {
     this.store = options.store;
@@ -72,6 +74,15 @@ export class ActionsService {
   /** The dispatch side is built after this service (it calls it), so it is attached afterwards. */
   setListener(listener: ActionListener): void {
     this.listener = listener;
+  }
+
+  /** Told of every change this service makes, for the event streams (after it is durable). */
+  observeChanges(observer: (change: ActionChangeRef) => void): void {
+    this.observer = observer;
+  }
+
+  private changed(action: MachineAction, change: ActionChangeKind): void {
+    this.observer?.({ tenantId: action.tenantId, actionId: action.id, change, action });
   }
 
   /** Creates an action of `type` on the machine named by `machineKey` (id or aadDeviceId). */
@@ -90,6 +101,7 @@ export class ActionsService {
     if (outcome === 'limit') throw ERRORS.TooManyActive(type, definition.tenantConcurrency!);
     this.listener?.actionCreated(action);
     this.metrics?.actionCreated(action);
+    this.changed(action, 'created');
     return action;
   }
 
@@ -113,6 +125,7 @@ export class ActionsService {
     if (investigation === 'conflict') throw ERRORS.ActiveRequestAlreadyExists();
     this.listener?.actionCreated(action);
     this.metrics?.actionCreated(action);
+    this.changed(action, 'created');
     return investigation;
   }
 
@@ -154,6 +167,12 @@ export class ActionsService {
     return action;
   }
 
+  /** The action's history, oldest first, if the caller may see the action. */
+  async history(caller: Caller, id: string): Promise<{ action: MachineAction; events: ActionEvent[] }> {
+    const action = await this.get(caller, id);
+    return { action, events: await this.store.listEvents(action.tenantId, action.id) };
+  }
+
   list(caller: Caller, query: Omit<ListQuery, 'deviceGroups'>): Promise<Page<MachineAction>> {
     return this.store.listActions(caller.tenantId, { ...query, deviceGroups: caller.deviceGroups });
   }
@@ -182,6 +201,7 @@ export class ActionsService {
     }
     this.listener?.actionEnded(cancelled);
     this.metrics?.actionFinished(cancelled);
+    this.changed(cancelled, 'cancelled');
     return cancelled;
   }
 
@@ -197,6 +217,7 @@ export class ActionsService {
       event: { at: now, actor: machine.name, comment: null },
     });
     if (started) this.metrics?.actionStarted(started);
+    if (started) this.changed(started, 'started');
     return started ?? this.store.getAction(machine.tenantId, actionId);
   }
 
@@ -211,6 +232,7 @@ export class ActionsService {
       patch: { commands },
       event: { at: now, actor: machine.name, comment: null, kind: 'progress', detail: { commands: summarize(commands) } },
     });
+    if (updated) this.changed(updated, 'progress');
     return updated ?? this.store.getAction(machine.tenantId, actionId);
   }
 
@@ -242,18 +264,20 @@ export class ActionsService {
     });
     if (ended) {
       this.metrics?.actionFinished(ended);
+      this.changed(ended, 'ended');
       return { action: ended, applied: true };
     }
     const current = await this.store.getAction(machine.tenantId, actionId);
     if (!current) return null;
     // Kept in the history; the store records a reportId once, so a repeated report adds nothing.
-    await this.store.appendEvent(machine.tenantId, actionId, 'late-report', {
+    const appended = await this.store.appendEvent(machine.tenantId, actionId, 'late-report', {
       at: now,
       actor: machine.name,
       comment: `reported ${outcome.status} after the action was ${current.status}`,
       detail: { ...detail, status: outcome.status, ...(outcome.commands ? { commands: summarize(outcome.commands) } : {}) },
       reportId: outcome.reportId,
     });
+    if (appended) this.changed(current, 'late-report');
     return { action: current, applied: false };
   }
 
@@ -292,6 +316,7 @@ export class ActionsService {
     if (timedOut) {
       this.listener?.actionEnded(timedOut);
       this.metrics?.actionFinished(timedOut);
+      this.changed(timedOut, 'ended');
     }
     return timedOut;
   }

@@ -3,6 +3,11 @@ import { ERRORS } from '../domain/errors.js';
 import type { Machine } from '../domain/model.js';
 import type { ListQuery, Page, Store } from '../domain/store.js';
 
+/** The visibility rule of contract §7: all device groups, or the machine's group among the user's. */
+export function canSee(caller: Caller, machine: Pick<Machine, 'rbacGroupId'>): boolean {
+  return caller.deviceGroups === null || (machine.rbacGroupId !== null && caller.deviceGroups.includes(machine.rbacGroupId));
+}
+
 /**
  * Machine lookups with the visibility rule of contract §7: a machine outside a delegated user's
  * device groups does not exist for that user, exactly as one of another tenant does not.
@@ -10,28 +15,24 @@ import type { ListQuery, Page, Store } from '../domain/store.js';
 export class MachinesService {
   constructor(private readonly store: Store) {}
 
-  private canSee(caller: Caller, machine: Machine): boolean {
-    return caller.deviceGroups === null || (machine.rbacGroupId !== null && caller.deviceGroups.includes(machine.rbacGroupId));
-  }
-
   /** GET /api/machines/{id}: by id, aadDeviceId or computerDnsName. */
   async get(caller: Caller, key: string): Promise<Machine> {
     const machine = await this.store.findMachine(caller.tenantId, key, { aadDeviceId: true, computerDnsName: true });
-    if (!machine || !this.canSee(caller, machine)) throw ERRORS.ResourceNotFound(key);
+    if (!machine || !canSee(caller, machine)) throw ERRORS.ResourceNotFound(key);
     return machine;
   }
 
   /** The target of an action route: by id or aadDeviceId. */
   async resolveForAction(caller: Caller, key: string): Promise<Machine> {
     const machine = await this.store.findMachine(caller.tenantId, key, { aadDeviceId: true, computerDnsName: false });
-    if (!machine || !this.canSee(caller, machine)) throw ERRORS.ResourceNotFound(key);
+    if (!machine || !canSee(caller, machine)) throw ERRORS.ResourceNotFound(key);
     return machine;
   }
 
   async visible(caller: Caller, machineId: string): Promise<boolean> {
     if (caller.deviceGroups === null) return true;
     const machine = await this.store.findMachine(caller.tenantId, machineId, { aadDeviceId: false, computerDnsName: false });
-    return machine !== null && this.canSee(caller, machine);
+    return machine !== null && canSee(caller, machine);
   }
 
   list(caller: Caller, query: Omit<ListQuery, 'deviceGroups'>): Promise<Page<Machine>> {

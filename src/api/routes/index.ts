@@ -4,6 +4,8 @@ import { listAlerts } from './alerts/list-alerts.js';
 import { getMetadata } from './metadata/get-metadata.js';
 import { getInvestigation } from './investigations/get-investigation.js';
 import { listInvestigations } from './investigations/list-investigations.js';
+import { listActionEvents } from './extensions/list-action-events.js';
+import { streamActionChanges } from './extensions/stream-action-changes.js';
 import { cancelMachineAction } from './machine-actions/cancel-machine-action.js';
 import { getMachineAction } from './machine-actions/get-machine-action.js';
 import { listMachineActions } from './machine-actions/list-machine-actions.js';
@@ -27,4 +29,7 @@ export const OPERATIONS: readonly Operation[] = [
   listInvestigations,
   getInvestigation,
   getMetadata,
+  // Countermand's own, outside MDE's surface (docs/action-center.md).
+  listActionEvents,
+  streamActionChanges,
 ];
