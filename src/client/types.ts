@@ -1,0 +1,151 @@
+/**
+ * The entities as they travel (contract §3, §9): camelCase, times as ISO 8601 UTC strings with
+ * seven fractional digits, unset fields as null. These are the wire types, not the server's
+ * stored ones (src/domain/model.ts); test/unit/client-types.test.ts checks that the server's
+ * serializers produce exactly these shapes.
+ */
+import type { ACTION_STATUSES, ACTION_TYPES, COMMAND_TYPES } from '../domain/model.js';
+
+export type ActionType = (typeof ACTION_TYPES)[number];
+export type ActionStatus = (typeof ACTION_STATUSES)[number];
+export type CommandType = (typeof COMMAND_TYPES)[number];
+export type CommandStatus = 'Created' | 'Completed' | 'Failed';
+export type IsolationType = 'Full' | 'Selective' | 'UnManagedDevice';
+export type ScanType = 'Quick' | 'Full';
+export type HealthStatus =
+  | 'Active'
+  | 'Inactive'
+  | 'ImpairedCommunication'
+  | 'NoSensorData'
+  | 'NoSensorDataImpairedCommunication'
+  | 'Unknown';
+
+/** `2025-05-01T10:00:00.1230000Z` */
+export type WireTime = string;
+
+export interface CommandParam {
+  key: string;
+  value: string;
+}
+
+/** A live-response command as a request sends it (contract §2: lower-case keys). */
+export interface LiveResponseCommandRequest {
+  type: CommandType;
+  params: CommandParam[];
+}
+
+/** A live-response command of an action, with its progress. */
+export interface LiveResponseCommand {
+  index: number;
+  startTime: WireTime | null;
+  endTime: WireTime | null;
+  commandStatus: CommandStatus;
+  errors: string[];
+  command: LiveResponseCommandRequest;
+}
+
+export interface RelatedFileInfo {
+  fileIdentifier: string;
+  fileIdentifierType: 'Sha1';
+}
+
+/** Contract §3, in the order real responses have. */
+export interface MachineAction {
+  id: string;
+  type: ActionType;
+  title: string | null;
+  requestor: string;
+  requestorComment: string | null;
+  status: ActionStatus;
+  machineId: string;
+  computerDnsName: string | null;
+  creationDateTimeUtc: WireTime;
+  lastUpdateDateTimeUtc: WireTime;
+  cancellationRequestor: string | null;
+  cancellationComment: string | null;
+  cancellationDateTimeUtc: WireTime | null;
+  errorHResult: number;
+  scope: string | null;
+  externalId: string | null;
+  requestSource: string;
+  relatedFileInfo: RelatedFileInfo | null;
+  commands: LiveResponseCommand[];
+  troubleshootInfo: string | null;
+}
+
+export interface IpAddress {
+  ipAddress: string;
+  macAddress: string | null;
+  type: string | null;
+  operationalStatus: string | null;
+}
+
+/** Contract §9. */
+export interface Machine {
+  id: string;
+  computerDnsName: string;
+  firstSeen: WireTime | null;
+  lastSeen: WireTime | null;
+  osPlatform: string | null;
+  osVersion: string | null;
+  osProcessor: string | null;
+  version: string | null;
+  osBuild: number | null;
+  lastIpAddress: string | null;
+  lastExternalIpAddress: string | null;
+  agentVersion: string | null;
+  osArchitecture: string | null;
+  healthStatus: HealthStatus;
+  defenderAvStatus: string | null;
+  onboardingStatus: string | null;
+  deviceValue: string | null;
+  rbacGroupId: number | null;
+  rbacGroupName: string | null;
+  riskScore: string | null;
+  exposureLevel: string | null;
+  isAadJoined: boolean;
+  aadDeviceId: string | null;
+  machineTags: string[];
+  ipAddresses: IpAddress[];
+}
+
+/** A single entity as served: its `@odata.context` first, then the fields. */
+export type Entity<T> = T & { '@odata.context': string };
+
+/** One page of a collection as served (contract §5). */
+export interface Collection<T> {
+  '@odata.context': string;
+  /** Present when the query asked for `$count=true`: all matches, not the page. */
+  '@odata.count'?: number;
+  value: T[];
+  /** Present when rows remain and the query had no `$top`. */
+  '@odata.nextLink'?: string;
+}
+
+/** The OData options a collection takes (contract §5), passed through as given. */
+export interface ListQuery {
+  /** e.g. `status eq 'Pending' and type in ('Isolate','Unisolate')`; see `odataString` for quoting. */
+  filter?: string;
+  /** e.g. `creationDateTimeUtc desc`. */
+  orderby?: string;
+  top?: number;
+  skip?: number;
+  count?: boolean;
+}
+
+/** The request bodies of contract §2, with the contract's PascalCase names. */
+export interface CommentBody {
+  Comment: string;
+}
+export interface IsolateBody extends CommentBody {
+  IsolationType?: IsolationType;
+}
+export interface ScanBody extends CommentBody {
+  ScanType: ScanType;
+}
+export interface StopAndQuarantineBody extends CommentBody {
+  Sha1: string;
+}
+export interface LiveResponseBody extends CommentBody {
+  Commands: LiveResponseCommandRequest[];
+}
