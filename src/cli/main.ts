@@ -9,6 +9,7 @@ import { DirectoryError } from '../identity/directory.js';
 import { OperatorError } from '../operator-error.js';
 import { registerAdminCommands } from './admin.js';
 import { registerAgentCommand } from './agent.js';
+import { registerClientCommands } from './client-commands.js';
 import { startServer } from '../server.js';
 
 /** The package's version, read at run time (the same path from src/cli and dist/cli). */
@@ -99,6 +100,7 @@ program
 
 registerAdminCommands(program);
 registerAgentCommand(program);
+registerClientCommands(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   // Expected failures are one line with what to do; anything else is a bug and keeps its stack.
