@@ -69,7 +69,7 @@ type Profiles = Record<string, ConnectionSettings>;
 /** All profiles in the file; {} when there is none. Refuses a file other users can read. */
 export function readProfiles(path = profileFile()): Profiles {
   if (!existsSync(path)) return {};
-  const mode = statSync(path).mode & 0o777;
+  const mode = fileOp(path, 'read', () => statSync(path).mode & 0o777);
   if (mode & 0o077) {
     throw new UsageError(
       `the profile file ${path} holds secrets but other users can access it (mode ${mode.toString(8).padStart(4, '0')}): run chmod 600 ${path}`,
@@ -77,8 +77,9 @@ export function readProfiles(path = profileFile()): Profiles {
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(fileOp(path, 'read', () => readFileSync(path, 'utf8')));
   } catch (error) {
+    if (error instanceof UsageError) throw error;
     throw new UsageError(`the profile file ${path} is not valid JSON: ${(error as Error).message}`);
   }
   if (!isObject(parsed)) throw new UsageError(`the profile file ${path} must hold a JSON object of profiles by name`);
@@ -97,11 +98,25 @@ export function readProfiles(path = profileFile()): Profiles {
 export function saveProfile(name: string, settings: ConnectionSettings, path = profileFile()): void {
   const profiles = readProfiles(path);
   profiles[name] = settings;
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const temporary = `${path}.${process.pid}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify(profiles, null, 2)}\n`, { mode: 0o600 });
-  chmodSync(temporary, 0o600);
-  renameSync(temporary, path);
+  fileOp(path, 'write', () => {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // Written aside and renamed: a reader never sees half a file, and the secret is never in a file others may read.
+    writeFileSync(temporary, `${JSON.stringify(profiles, null, 2)}\n`, { mode: 0o600 });
+    chmodSync(temporary, 0o600);
+    renameSync(temporary, path);
+  });
+}
+
+/** A file system failure on the profile file, as one line saying which file and why. */
+function fileOp<T>(path: string, what: 'read' | 'write', work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (!e.code) throw error;
+    throw new UsageError(`cannot ${what} the profile file ${path}: ${e.code}${e.syscall ? ` (${e.syscall})` : ''}`);
+  }
 }
 
 /** Flags, then the environment, then the profile (--profile, COUNTERMAND_PROFILE or "default"): setting by setting. */

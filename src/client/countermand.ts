@@ -264,7 +264,18 @@ export class Countermand {
       }
       if (!response.ok) throw await errorFromResponse(response);
       const text = await response.text();
-      return (text === '' ? undefined : JSON.parse(text)) as T;
+      if (text === '') return undefined as T;
+      try {
+        return JSON.parse(text) as T;
+      } catch {
+        // Something other than Countermand answered (a proxy's page, a wrong URL).
+        throw new CountermandError(
+          response.status,
+          'InvalidResponse',
+          `${method} ${path} answered ${response.status} with a body that is not JSON (${response.headers.get('content-type') ?? 'no content type'})`,
+          response.headers.get('request-id'),
+        );
+      }
     }
   }
 
@@ -333,7 +344,7 @@ export class Countermand {
       body: new URLSearchParams(form).toString(),
     });
     if (!response.ok) throw await errorFromResponse(response);
-    const body = (await response.json()) as { access_token?: unknown; expires_in?: unknown };
+    const body = ((await response.json().catch(() => null)) ?? {}) as { access_token?: unknown; expires_in?: unknown };
     if (typeof body.access_token !== 'string') throw new CountermandError(response.status, 'InvalidTokenResponse', 'the token endpoint answered without an access_token');
     // expires_in is a number in Countermand's replies; some issuers send it as a string.
     const expiresIn = Number(body.expires_in);

@@ -196,6 +196,15 @@ describe.each(BACKENDS)('the typed client (%s)', (backend) => {
     // No answer at all.
     const nowhere = new Countermand({ url: 'http://127.0.0.1:9', accessToken: 'x' });
     await expect(nowhere.listMachines()).rejects.toMatchObject({ status: 0, code: 'ConnectionFailed' });
+    // Something that is not Countermand answers.
+    const page = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<html>sign in</html>'));
+    await new Promise<void>((resolve) => page.listen(0, '127.0.0.1', resolve));
+    try {
+      const other = new Countermand({ url: `http://127.0.0.1:${(page.address() as AddressInfo).port}`, accessToken: 'x' });
+      await expect(other.listMachines()).rejects.toMatchObject({ status: 200, code: 'InvalidResponse', message: expect.stringContaining('text/html') });
+    } finally {
+      await new Promise((resolve) => page.close(resolve));
+    }
   });
 
   it('shares one token request among concurrent callers, caches it and renews it before expires_in runs out', async () => {

@@ -405,19 +405,25 @@ describe.each(BACKENDS)('countermand client commands against a started server (%
     expect(saved.stderr).toContain(`saved profile "lab" in ${profiles}`);
     expect(statSync(profiles).mode & 0o777).toBe(0o600);
     expect(JSON.parse(readFileSync(profiles, 'utf8')).lab).toEqual({ url: server.url, tenant: setup.tenantId, clientId: setup.clientId, clientSecret: TEST_SECRET });
-    const byProfile = await runCli(['machines', 'list', '--profile', 'lab', '--top', '1', '--json'], bare);
+    const [byProfile, byProfileEnv, listed] = await Promise.all([
+      runCli(['machines', 'list', '--profile', 'lab', '--top', '1', '--json'], bare),
+      runCli(['machines', 'list', '--top', '1', '--json'], { ...bare, COUNTERMAND_PROFILE: 'lab' }),
+      runCli(['profile', 'list'], bare),
+    ]);
     expect(byProfile.code, byProfile.output).toBe(0);
-    const byProfileEnv = await runCli(['machines', 'list', '--top', '1', '--json'], { ...bare, COUNTERMAND_PROFILE: 'lab' });
     expect(byProfileEnv.code, byProfileEnv.output).toBe(0);
-    const listed = await runCli(['profile', 'list'], bare);
     expect(listed.stdout).toMatch(new RegExp(`^lab +${server.url} +${setup.tenantId} +${setup.clientId}$`, 'm'));
     expect(listed.output).not.toContain(TEST_SECRET);
 
     // A wrong secret in the profile: the environment's right one wins. A wrong one in a flag beats the environment's.
     writeFileSync(profiles, JSON.stringify({ default: { url: server.url, tenant: setup.tenantId, clientId: setup.clientId, clientSecret: 'wrong-profile-secret' } }), { mode: 0o600 });
-    expect((await runCli(['machines', 'list', '--top', '1'], bare)).code).toBe(1);
-    expect((await runCli(['machines', 'list', '--top', '1'], { ...bare, COUNTERMAND_CLIENT_SECRET: TEST_SECRET })).code).toBe(0);
-    const flagWins = await runCli(['machines', 'list', '--client-secret', 'wrong-flag-secret'], { ...bare, COUNTERMAND_CLIENT_SECRET: TEST_SECRET });
+    const [profileOnly, envWins, flagWins] = await Promise.all([
+      runCli(['machines', 'list', '--top', '1'], bare),
+      runCli(['machines', 'list', '--top', '1'], { ...bare, COUNTERMAND_CLIENT_SECRET: TEST_SECRET }),
+      runCli(['machines', 'list', '--client-secret', 'wrong-flag-secret'], { ...bare, COUNTERMAND_CLIENT_SECRET: TEST_SECRET }),
+    ]);
+    expect(profileOnly.code).toBe(1);
+    expect(envWins.code, envWins.output).toBe(0);
     expect(flagWins.code).toBe(1);
     expect(flagWins.stderr).toMatch(/^countermand: invalid_client: .* \(HTTP 401(, request id [0-9a-f-]{36})?\)\n$/);
     expect(flagWins.output).not.toMatch(/wrong-flag-secret|wrong-profile-secret/);
@@ -430,10 +436,12 @@ describe.each(BACKENDS)('countermand client commands against a started server (%
     expect(open.stderr).toBe(`countermand: the profile file ${profiles} holds secrets but other users can access it (mode 0644): run chmod 600 ${profiles}\n`);
     chmodSync(profiles, 0o600);
 
-    const missing = await runCli(['machines', 'list', '--profile', 'nosuch'], bare);
+    const [missing, nothing] = await Promise.all([
+      runCli(['machines', 'list', '--profile', 'nosuch'], bare),
+      runCli(['actions', 'list'], { ...bare, COUNTERMAND_PROFILE_FILE: join(dir, 'absent.json') }),
+    ]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toBe(`countermand: no profile "nosuch" in ${profiles} (there are: default)\n`);
-    const nothing = await runCli(['actions', 'list'], { ...bare, COUNTERMAND_PROFILE_FILE: join(dir, 'absent.json') });
     expect(nothing.code).toBe(2);
     expect(nothing.stderr).toMatch(/^countermand: no server given: use --url, COUNTERMAND_URL or a profile/);
   });
