@@ -1,13 +1,15 @@
 import { ACTION_STATUSES } from '../domain/model.js';
 import { CountermandError, WaitTimeoutError, errorFromResponse } from './errors.js';
-import { queryString } from './query.js';
 import { TokenCache, type FetchedToken } from './tokens.js';
+import { odataString, queryString } from './query.js';
 import type {
   ActionStatus,
   ActionType,
+  Alert,
   Collection,
   CommentBody,
   Entity,
+  Investigation,
   IsolateBody,
   ListQuery,
   LiveResponseBody,
@@ -199,6 +201,48 @@ export class Countermand {
   /** By machine id, aadDeviceId or computer DNS name. */
   getMachine(idOrName: string): Promise<Entity<Machine>> {
     return this.request('GET', `/machines/${encodeURIComponent(idOrName)}`);
+  }
+
+  /**
+   * GET /api/machines/findbyip(ip='...',timestamp=...) (row 20): the machines seen with this
+   * internal IP within 15 minutes before or after `timestamp` (within the last 30 days).
+   */
+  findMachinesByIp(ip: string, timestamp: Date | string): Promise<Collection<Machine>> {
+    const at = typeof timestamp === 'string' ? timestamp : timestamp.toISOString();
+    return this.request('GET', `/machines/findbyip(ip=${encodeURIComponent(odataString(ip))},timestamp=${encodeURIComponent(at)})`);
+  }
+
+  // --- Investigations and alerts (rows 21-25) ----------------------------------------------
+
+  /** POST /api/machines/{id}/startInvestigation: answers the Investigation, not a MachineAction. */
+  startInvestigation(machineId: string, body: CommentBody): Promise<Entity<Investigation>> {
+    return this.request('POST', `/machines/${encodeURIComponent(machineId)}/startInvestigation`, { body });
+  }
+
+  listInvestigations(query?: ListQuery): Promise<Collection<Investigation>> {
+    return this.request('GET', '/investigations', { query });
+  }
+
+  iterateInvestigations(query?: ListQuery): AsyncGenerator<Investigation> {
+    return this.iterate('/investigations', query);
+  }
+
+  getInvestigation(id: string): Promise<Entity<Investigation>> {
+    return this.request('GET', `/investigations/${encodeURIComponent(id)}`);
+  }
+
+  /** GET /api/alerts; `expand: 'evidence'` lists each alert's evidence too. */
+  listAlerts(query?: ListQuery): Promise<Collection<Alert>> {
+    return this.request('GET', '/alerts', { query });
+  }
+
+  iterateAlerts(query?: ListQuery): AsyncGenerator<Alert> {
+    return this.iterate('/alerts', query);
+  }
+
+  /** One alert, with its evidence. */
+  getAlert(id: string): Promise<Entity<Alert>> {
+    return this.request('GET', `/alerts/${encodeURIComponent(id)}`);
   }
 
   // --- Waiting ----------------------------------------------------------------------------

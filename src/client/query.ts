@@ -13,6 +13,7 @@ export function queryString(query: ListQuery = {}): string {
   if (query.top !== undefined) parts.push(`$top=${integer('top', query.top)}`);
   if (query.skip !== undefined) parts.push(`$skip=${integer('skip', query.skip)}`);
   if (query.count !== undefined) parts.push(`$count=${query.count ? 'true' : 'false'}`);
+  if (query.expand !== undefined) parts.push(`$expand=${encodeURIComponent(query.expand)}`);
   return parts.join('&');
 }
 

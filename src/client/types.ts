@@ -4,7 +4,7 @@
  * stored ones (src/domain/model.ts); test/unit/client-types.test.ts checks that the server's
  * serializers produce exactly these shapes.
  */
-import type { ACTION_STATUSES, ACTION_TYPES, COMMAND_TYPES } from '../domain/model.js';
+import type { ACTION_STATUSES, ACTION_TYPES, ALERT_SEVERITIES, ALERT_STATUSES, COMMAND_TYPES, INVESTIGATION_STATES } from '../domain/model.js';
 
 export type ActionType = (typeof ACTION_TYPES)[number];
 export type ActionStatus = (typeof ACTION_STATUSES)[number];
@@ -12,6 +12,9 @@ export type CommandType = (typeof COMMAND_TYPES)[number];
 export type CommandStatus = 'Created' | 'Completed' | 'Failed';
 export type IsolationType = 'Full' | 'Selective' | 'UnManagedDevice';
 export type ScanType = 'Quick' | 'Full';
+export type AlertSeverity = (typeof ALERT_SEVERITIES)[number];
+export type AlertStatus = (typeof ALERT_STATUSES)[number];
+export type InvestigationState = (typeof INVESTIGATION_STATES)[number];
 export type HealthStatus =
   | 'Active'
   | 'Inactive'
@@ -109,6 +112,87 @@ export interface Machine {
   ipAddresses: IpAddress[];
 }
 
+/** Contract §10: what startInvestigation answers and the investigations collection holds. */
+export interface Investigation {
+  /** A number as a string (`"63017"`), as MDE's are. */
+  id: string;
+  startTime: WireTime;
+  endTime: WireTime | null;
+  state: InvestigationState;
+  cancelledBy: string | null;
+  statusDetails: string | null;
+  machineId: string;
+  computerDnsName: string | null;
+  triggeringAlertId: string | null;
+}
+
+export interface AlertEvidence {
+  entityType: 'File' | 'Process';
+  evidenceCreationTime: WireTime;
+  sha1: string | null;
+  sha256: string | null;
+  fileName: string | null;
+  filePath: string | null;
+  processId: number | null;
+  processCommandLine: string | null;
+  processCreationTime: WireTime | null;
+  parentProcessId: number | null;
+  parentProcessCreationTime: WireTime | null;
+  parentProcessFileName: string | null;
+  parentProcessFilePath: string | null;
+  ipAddress: string | null;
+  url: string | null;
+  registryKey: string | null;
+  registryHive: string | null;
+  registryValueType: string | null;
+  registryValue: string | null;
+  accountName: string | null;
+  domainName: string | null;
+  userSid: string | null;
+  aadUserId: string | null;
+  userPrincipalName: string | null;
+  detectionStatus: 'Detected' | 'Blocked' | null;
+}
+
+export interface AlertComment {
+  comment: string;
+  createdBy: string;
+  createdTime: WireTime;
+}
+
+/** Contract §10, in the order of MDE's docs. A list carries `evidence` only with `expand: 'evidence'`. */
+export interface Alert {
+  id: string;
+  incidentId: number | null;
+  investigationId: number | null;
+  assignedTo: string | null;
+  severity: AlertSeverity;
+  status: AlertStatus;
+  classification: string | null;
+  determination: string | null;
+  investigationState: InvestigationState | null;
+  detectionSource: string;
+  detectorId: string;
+  category: string;
+  threatFamilyName: string | null;
+  title: string;
+  description: string;
+  alertCreationTime: WireTime;
+  firstEventTime: WireTime | null;
+  lastEventTime: WireTime | null;
+  lastUpdateTime: WireTime;
+  resolvedTime: WireTime | null;
+  machineId: string;
+  computerDnsName: string | null;
+  rbacGroupName: string | null;
+  aadTenantId: string;
+  threatName: string | null;
+  mitreTechniques: string[];
+  relatedUser: { userName: string; domainName: string } | null;
+  comments: AlertComment[];
+  evidence: AlertEvidence[];
+}
+
 /** A single entity as served: its `@odata.context` first, then the fields. */
 export type Entity<T> = T & { '@odata.context': string };
 
@@ -131,6 +215,8 @@ export interface ListQuery {
   top?: number;
   skip?: number;
   count?: boolean;
+  /** `$expand`, where a set has something to expand (alerts: `evidence`). */
+  expand?: string;
 }
 
 /** The request bodies of contract §2, with the contract's PascalCase names. */

@@ -128,6 +128,56 @@ describe.each(BACKENDS)('the typed client (%s)', (backend) => {
     expect(await cm.getMachine(m.computerDnsName)).toEqual(served);
   });
 
+  it('findbyip, alerts from what an agent found, and an investigation from start to end', async () => {
+    // Two sightings as check-ins record them; an IPv6 address needs its colons carried through.
+    const [seen, elsewhere] = [machine(), machine()];
+    const now = Date.now();
+    await server.store.recordCheckin(setup.tenantId, seen.id, now - 60_000, {
+      lastIpAddress: '10.9.0.7',
+      ipAddresses: [{ ipAddress: '10.9.0.7', macAddress: null, type: 'eth0', operationalStatus: 'Up' }, { ipAddress: 'fd00::7', macAddress: null, type: 'eth0', operationalStatus: 'Up' }],
+    });
+    await server.store.recordCheckin(setup.tenantId, elsewhere.id, now - 60_000, { lastIpAddress: '10.9.0.8' });
+    const byIp = await cm.findMachinesByIp('10.9.0.7', new Date(now));
+    expect(byIp).toEqual((await raw.get(`/api/machines/findbyip(ip='10.9.0.7',timestamp=${new Date(now).toISOString()})`)).body);
+    expect(byIp.value.map((m) => m.id)).toEqual([seen.id]);
+    expect((await cm.findMachinesByIp('fd00::7', new Date(now).toISOString())).value.map((m) => m.id)).toEqual([seen.id]);
+    await expect(cm.findMachinesByIp('10.9.0.7', new Date(now - 40 * 86_400_000))).rejects.toMatchObject({ status: 400, code: 'InvalidInput' });
+
+    const finder = await startAgent(server.url, await enrollmentToken(server.store, setup.tenantId), 'finder.client.test', {
+      RunAntiVirusScan: { durationMs: 100, detail: { findings: [{ path: '/tmp/eicar.com', signature: 'Win.Test.EICAR_HDB-1' }] } },
+      CollectInvestigationPackage: { durationMs: 300 },
+    });
+    try {
+      const scan = await cm.runAntiVirusScan(finder.machineId, { Comment: 'sweep', ScanType: 'Quick' });
+      expect((await cm.waitForAction(scan.id, { intervalMs: 100 })).status).toBe('Succeeded');
+      const alerts = await cm.listAlerts({ filter: "status eq 'New'", expand: 'evidence', count: true });
+      expect(alerts).toEqual((await raw.get("/api/alerts?$filter=status eq 'New'&$expand=evidence&$count=true")).body);
+      const found = alerts.value.find((a) => a.machineId === finder.machineId)!;
+      expect(found.evidence[0]).toMatchObject({ entityType: 'File', fileName: 'eicar.com' });
+      expect(await cm.getAlert(found.id)).toEqual((await raw.get(`/api/alerts/${found.id}`)).body);
+      const iterated: string[] = [];
+      for await (const a of cm.iterateAlerts()) iterated.push(a.id);
+      expect(iterated).toContain(found.id);
+
+      const investigation = await cm.startInvestigation(finder.machineId, { Comment: 'look closer' });
+      expect(investigation).toMatchObject({ machineId: finder.machineId, endTime: null, '@odata.context': expect.stringMatching(/#Investigations\/\$entity$/) });
+      let ended = await cm.getInvestigation(investigation.id);
+      for (const deadline = Date.now() + 15_000; !ended.endTime && Date.now() < deadline; ) {
+        await new Promise((r) => setTimeout(r, 100));
+        ended = await cm.getInvestigation(investigation.id);
+      }
+      expect(ended.endTime).not.toBeNull();
+      expect(ended).toEqual((await raw.get(`/api/investigations/${investigation.id}`)).body);
+      const listed = await cm.listInvestigations({ filter: `machineId eq ${odataString(finder.machineId)}` });
+      expect(listed.value.map((i) => i.id)).toEqual([investigation.id]);
+      const all: string[] = [];
+      for await (const i of cm.iterateInvestigations()) all.push(i.id);
+      expect(all).toContain(investigation.id);
+    } finally {
+      await finder.stop();
+    }
+  });
+
   it('passes $filter, $orderby, $top, $skip and $count through as given', async () => {
     const cases = [
       { filter: "startswith(computerDnsName,'host-1')", orderby: 'computerDnsName asc', top: 3, skip: 2, count: true },
