@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Countermand, CountermandError } from '../../src/client/index.js';
 import { FINAL_STATUSES } from '../../src/domain/lifecycle.js';
-import { enrollmentToken, startAgent, waitUntil, type RunningAgent } from '../support/agents.js';
-import { appClient, makeFixtures, startTestServer, type Client, type TestServer } from '../support/harness.js';
+import { enrollmentToken, startAgent, type RunningAgent } from '../support/agents.js';
+import { TEST_SECRET, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
 
 /**
  * 1000 rounds of a cancel racing the machine's completion. Whatever the interleaving, an action
@@ -13,12 +14,13 @@ const MACHINES = 10;
 
 const setup = makeFixtures(0);
 let server: TestServer;
-let api: Client;
+let api: Countermand;
 const agents: RunningAgent[] = [];
 
 beforeAll(async () => {
   server = await startTestServer({ fixtures: setup.fixtures, config: { rateLimitsEnabled: false, agentPollSeconds: 5, logLevel: 'warn' } });
-  api = await appClient(server, setup);
+  // The package's own client, as a SOAR script driving these races would use it.
+  api = new Countermand({ url: server.url, tenantId: setup.tenantId, clientId: setup.clientId, clientSecret: TEST_SECRET });
   const token = await enrollmentToken(server.store, setup.tenantId);
   for (let i = 0; i < MACHINES; i++) {
     // Short, slightly varying work, so completions land around the cancels.
@@ -38,23 +40,22 @@ describe('cancel against completion', () => {
     const finals = new Map<string, string>();
 
     async function round(machineId: string, i: number) {
-      const created = await api.post(`/api/machines/${machineId}/isolate`, { Comment: `round ${i}` });
-      expect(created.status, created.text).toBe(201);
-      const id = created.body.id as string;
+      const { id } = await api.isolateMachine(machineId, { Comment: `round ${i}` });
       await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 60)));
-      const cancel = await api.post(`/api/machineactions/${id}/cancel`, { Comment: 'race' });
-      expect([200, 400]).toContain(cancel.status);
-      const final = await waitUntil(async () => {
-        const a = (await api.get(`/api/machineactions/${id}`)).body;
-        return isFinal(a.status) ? a : undefined;
-      }, 10_000, `round ${i} to end`);
-      if (cancel.status === 200) {
+      // Either it is cancelled, or the server refuses: the action was final already.
+      const refused = await api.cancelMachineAction(id, { Comment: 'race' }).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      const final = await api.waitForAction(id, { intervalMs: 15, timeoutMs: 10_000 });
+      if (refused === null) {
         expect(final.status).toBe('Cancelled');
         const history = await server.store.listEvents(setup.tenantId, id);
         if (history.some((e) => e.toStatus === 'InProgress')) outcomes.cancelledInProgress++;
         else outcomes.cancelledPending++;
       } else {
-        expect(cancel.body.error.code).toBe('BadRequest');
+        expect(refused).toBeInstanceOf(CountermandError);
+        expect(refused).toMatchObject({ status: 400, code: 'BadRequest' });
         expect(final.status).toBe('Succeeded');
         outcomes.cancelLost++;
       }
@@ -78,7 +79,7 @@ describe('cancel against completion', () => {
       expect(finalTransitions[0]!.toStatus).toBe(status);
       const after = history.slice(history.indexOf(finalTransitions[0]!) + 1);
       expect(after.every((e) => e.kind === 'late-report' && e.fromStatus === status && e.toStatus === status), id).toBe(true);
-      expect((await api.get(`/api/machineactions/${id}`)).body.status).toBe(status);
+      expect((await api.getMachineAction(id)).status).toBe(status);
     }
     console.log(`cancel race over ${ROUNDS} rounds:`, outcomes);
     // The interleavings really happened: cancels won against running work and lost against finished work.
