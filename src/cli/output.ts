@@ -85,12 +85,13 @@ export function printText(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
+/** A line on stderr; it may quote anyone's text (a comment, a server's message), so it stays one line. */
 export function note(text: string): void {
-  process.stderr.write(`${text}\n`);
+  process.stderr.write(`${oneLine(text)}\n`);
 }
 
 /** Control characters in a value (a comment is anyone's text) would break lines or drive the terminal. */
-function oneLine(value: string): string {
+export function oneLine(value: string): string {
   // eslint-disable-next-line no-control-regex
   return value.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ');
 }

@@ -1,6 +1,7 @@
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
 import { CountermandError, type Collection } from '../client/index.js';
 import { UsageError, withConnectionOptions } from './connection.js';
+import { note } from './output.js';
 
 /** What the commands that talk to a server share: options, exit codes, errors, paging. */
 
@@ -53,7 +54,7 @@ export function run<A extends unknown[]>(work: (...args: A) => Promise<number | 
 }
 
 function fail(message: string, code: number): void {
-  process.stderr.write(`countermand: ${message}\n`);
+  note(`countermand: ${message}`);
   process.exitCode = code;
 }
 

@@ -217,13 +217,15 @@ describe.each(BACKENDS)('countermand client commands against a started server (%
     const everything = (await raw.get('/api/machineactions?$top=10000&$count=true')).body;
     expect(everything['@odata.count']).toBeGreaterThan(10);
 
-    const [all, filtered, byMachine, top, custom, bad] = await Promise.all([
+    const [all, filtered, byMachine, top, custom, bad, recent, badSince] = await Promise.all([
       cli(['actions', 'list', '--all', '--json']),
       cli(['actions', 'list', '--type', 'isolate', '--status', 'Pending', '--json']),
       cli(['actions', 'list', '--machine', m1.computerDnsName]),
       cli(['actions', 'list', '--top', '2']),
       cli(['actions', 'list', '--filter', "type in ('Isolate','Unisolate')", '--machine', m1.id, '--json']),
       cli(['actions', 'list', '--filter', 'colour eq 1']),
+      cli(['actions', 'list', '--since', '1h', '--requestor', 'Test App', '--top', '3', '--json']),
+      cli(['actions', 'list', '--since', 'yesterday']),
     ]);
     expect(all.code, all.output).toBe(0);
     const every = JSON.parse(all.stdout);
@@ -253,6 +255,11 @@ describe.each(BACKENDS)('countermand client commands against a started server (%
 
     expect(custom.code, custom.output).toBe(0);
     expect(JSON.parse(custom.stdout).value.map((a: any) => a.requestorComment)).toEqual(['list one']);
+
+    expect(recent.code, recent.output).toBe(0);
+    expect(JSON.parse(recent.stdout).value.map((a: any) => a.id)).toEqual(everything.value.slice(0, 3).map((a: any) => a.id));
+    expect(badSince.code).toBe(2);
+    expect(badSince.stderr).toBe("countermand: --since: 'yesterday' is neither a time (2025-05-01T10:00:00Z) nor a duration (30m, 2h, 7d)\n");
 
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/^countermand: ODataError: .*colour.* \(HTTP 400, request id [0-9a-f-]{36}\)\n$/);
