@@ -9,8 +9,11 @@ import type {
   Collection,
   CommentBody,
   Entity,
+  DownloadLink,
   Investigation,
   IsolateBody,
+  LibraryFile,
+  LibraryFileUpload,
   ListQuery,
   LiveResponseBody,
   Machine,
@@ -98,7 +101,7 @@ export interface ActionBodies {
 export interface RequestOptions {
   /** A query string without `?`, or OData options. */
   query?: string | ListQuery;
-  /** Sent as JSON. */
+  /** Sent as JSON, or as multipart/form-data when it is a FormData. */
   body?: unknown;
 }
 
@@ -186,6 +189,82 @@ export class Countermand {
   }
   runLiveResponse(machineId: string, body: LiveResponseBody) {
     return this.createMachineAction(machineId, 'LiveResponse', body);
+  }
+
+  // --- Download links (rows 8, 14) ---------------------------------------------------------
+
+  /**
+   * GET /api/machineactions/{id}/getPackageUri: a signed link to the investigation package of a
+   * CollectInvestigationPackage action that Succeeded. It lives a short time (10 minutes by
+   * default) and is fetched without a token: `download(link)`, or `downloadPackage(id)` at once.
+   */
+  async getPackageUri(actionId: string): Promise<string> {
+    return (await this.request<DownloadLink>('GET', `/machineactions/${encodeURIComponent(actionId)}/getPackageUri`)).value;
+  }
+
+  /**
+   * GET /api/machineactions/{id}/GetLiveResponseResultDownloadLink(index={n}): a signed link
+   * (30 minutes; ask again for a fresh one) to the result of the live-response command at
+   * `index` (a RunScript's JSON, a GetFile's file).
+   */
+  async getLiveResponseResultDownloadLink(actionId: string, index: number): Promise<string> {
+    if (!Number.isSafeInteger(index) || index < 0) throw new TypeError(`index must be a whole number >= 0, not ${index}`);
+    return (await this.request<DownloadLink>('GET', `/machineactions/${encodeURIComponent(actionId)}/GetLiveResponseResultDownloadLink(index=${index})`)).value;
+  }
+
+  /**
+   * Fetches a download link. The link carries its own credential, so no token goes with it
+   * (and none goes to whatever host it names). Resolves with the response to read or stream
+   * (`arrayBuffer()`, `body`); a refusal (an expired link) is a CountermandError.
+   */
+  async download(link: string): Promise<Response> {
+    let url: URL;
+    try {
+      url = new URL(link);
+    } catch {
+      throw new TypeError(`a download link is an absolute URL, not '${link}'`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new TypeError(`a download link is http or https, not '${link}'`);
+    const response = await this.send(url.href, { method: 'GET' });
+    if (!response.ok) throw await errorFromResponse(response);
+    return response;
+  }
+
+  /** The investigation package of a Succeeded CollectInvestigationPackage action: getPackageUri, then download. */
+  async downloadPackage(actionId: string): Promise<Response> {
+    return this.download(await this.getPackageUri(actionId));
+  }
+
+  /** The result of a live-response command: its download link, then the download. */
+  async downloadLiveResponseResult(actionId: string, index: number): Promise<Response> {
+    return this.download(await this.getLiveResponseResultDownloadLink(actionId, index));
+  }
+
+  // --- The live-response library (rows 17-19) ----------------------------------------------
+
+  listLibraryFiles(query?: ListQuery): Promise<Collection<LibraryFile>> {
+    return this.request('GET', '/libraryfiles', { query });
+  }
+
+  iterateLibraryFiles(query?: ListQuery): AsyncGenerator<LibraryFile> {
+    return this.iterate('/libraryfiles', query);
+  }
+
+  /** POST /api/libraryfiles as multipart/form-data: `File`, `Description`, `ParametersDescription`, `HasParameters`, `OverrideIfExists`. */
+  uploadLibraryFile(upload: LibraryFileUpload): Promise<Entity<LibraryFile>> {
+    const form = new FormData();
+    const content = upload.content instanceof Blob ? upload.content : new Blob([upload.content]);
+    form.append('File', content, upload.fileName);
+    if (upload.description !== undefined) form.append('Description', upload.description);
+    if (upload.parametersDescription !== undefined) form.append('ParametersDescription', upload.parametersDescription);
+    if (upload.hasParameters !== undefined) form.append('HasParameters', String(upload.hasParameters));
+    if (upload.overrideIfExists !== undefined) form.append('OverrideIfExists', String(upload.overrideIfExists));
+    return this.request('POST', '/libraryfiles', { body: form });
+  }
+
+  /** DELETE /api/libraryfiles/{fileName}: 204; an unknown name is a CountermandError (404). */
+  async deleteLibraryFile(fileName: string): Promise<void> {
+    await this.request('DELETE', `/libraryfiles/${encodeURIComponent(fileName)}`);
   }
 
   // --- Machines (rows 15-16) -------------------------------------------------------------
@@ -287,6 +366,8 @@ export class Countermand {
     const query = typeof options.query === 'string' ? options.query : queryString(options.query);
     const url = `${this.url}/api${path}${query ? `?${query}` : ''}`;
     const hasBody = options.body !== undefined;
+    // A FormData goes as multipart/form-data; fetch writes its content type, boundary included.
+    const form = options.body instanceof FormData ? options.body : null;
     let renewed = false;
     for (;;) {
       const token = await this.token();
@@ -295,9 +376,9 @@ export class Countermand {
         headers: {
           authorization: `Bearer ${token}`,
           accept: 'application/json',
-          ...(hasBody ? { 'content-type': 'application/json' } : {}),
+          ...(hasBody && !form ? { 'content-type': 'application/json' } : {}),
         },
-        ...(hasBody ? { body: JSON.stringify(options.body) } : {}),
+        ...(hasBody ? { body: form ?? JSON.stringify(options.body) } : {}),
       });
       // A cached token the server no longer takes (keys replaced, server reset): one fresh try.
       if (response.status === 401 && this.tokens && !renewed) {

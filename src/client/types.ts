@@ -193,6 +193,37 @@ export interface Alert {
   evidence: AlertEvidence[];
 }
 
+/** Contract §2 "Library files": a file live-response commands use (PutFile, RunScript). */
+export interface LibraryFile {
+  fileName: string;
+  sha256: string;
+  description: string | null;
+  creationTime: WireTime;
+  lastUpdatedTime: WireTime;
+  createdBy: string;
+  hasParameters: boolean;
+  parametersDescription: string | null;
+}
+
+/** What `uploadLibraryFile` sends, as the form fields of POST /api/libraryfiles (contract §2 row 18). */
+export interface LibraryFileUpload {
+  /** The name the library keeps it under (the `File` part's file name). */
+  fileName: string;
+  /** The file's bytes (at most 20 MB); a string is sent as UTF-8. */
+  content: Blob | ArrayBuffer | Uint8Array | string;
+  description?: string;
+  parametersDescription?: string;
+  hasParameters?: boolean;
+  /** Replace a file of the same name (without it, an existing name is a 400). */
+  overrideIfExists?: boolean;
+}
+
+/** A download link as served (contract §2 "Download links"): the URL is `value`. */
+export interface DownloadLink {
+  '@odata.context': string;
+  value: string;
+}
+
 /** A single entity as served: its `@odata.context` first, then the fields. */
 export type Entity<T> = T & { '@odata.context': string };
 
