@@ -253,7 +253,9 @@ export class Countermand {
   /** POST /api/libraryfiles as multipart/form-data: `File`, `Description`, `ParametersDescription`, `HasParameters`, `OverrideIfExists`. */
   uploadLibraryFile(upload: LibraryFileUpload): Promise<Entity<LibraryFile>> {
     const form = new FormData();
-    const content = upload.content instanceof Blob ? upload.content : new Blob([upload.content]);
+    const { content: given } = upload;
+    // Bytes go in as a view of a plain ArrayBuffer (a Uint8Array is copied): a Blob takes no SharedArrayBuffer.
+    const content = given instanceof Blob ? given : new Blob([typeof given === 'string' ? given : new Uint8Array(given)]);
     form.append('File', content, upload.fileName);
     if (upload.description !== undefined) form.append('Description', upload.description);
     if (upload.parametersDescription !== undefined) form.append('ParametersDescription', upload.parametersDescription);

@@ -35,8 +35,8 @@ const skipReason = await registryProblem();
 if (skipReason) console.warn(`[package test skipped] ${skipReason}`);
 
 /** A process in its own group, so stopping it stops what it started too (npx runs the bin as a child). */
-function start(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
-  const child: ChildProcess = spawn(NPM, args, { cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+function start(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}, file = NPM) {
+  const child: ChildProcess = spawn(file, args, { cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
   child.stdout!.on('data', (c: Buffer) => (text += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (text += c.toString()));
@@ -187,4 +187,36 @@ describe.skipIf(skipReason !== null)(`the packed tarball${skipReason ? ` (skippe
       await database.drop();
     }
   }, 120_000);
+});
+
+/**
+ * After the README's install (`npm ci`, which builds, then `npm link`), `countermand` is on the
+ * PATH and runs from the checkout. The link goes under a prefix of the test's own (npm's global
+ * prefix through npm_config_prefix), never the machine's; it needs no registry.
+ */
+describe('`npm link` from the checkout', () => {
+  const prefix = mkdtempSync(join(tmpdir(), 'countermand-link-'));
+  const elsewhere = mkdtempSync(join(tmpdir(), 'countermand-linked-cwd-'));
+  const started: ReturnType<typeof start>[] = [];
+  const env = { ...process.env, npm_config_prefix: prefix, PATH: `${join(prefix, 'bin')}:${process.env.PATH}` };
+  afterAll(async () => {
+    for (const p of started) await p.stop('SIGKILL');
+    cleanup(prefix);
+    cleanup(elsewhere);
+  });
+
+  it('puts `countermand` on the PATH: --version, and serve from any folder', async () => {
+    // What `npm ci` ran (the prepare script); here, so the link runs this checkout's code.
+    await run(NPM, ['run', 'build'], { cwd: ROOT, timeout: PACK_MS });
+    await run(NPM, ['link', '--ignore-scripts', '--offline', '--no-audit', '--no-fund'], { cwd: ROOT, env, timeout: 120_000 });
+    const { stdout } = await run('countermand', ['--version'], { cwd: elsewhere, env, timeout: 60_000 });
+    expect(stdout.trim()).toBe(VERSION);
+
+    const server = start(['serve', '--port', '0', '--data-dir', join(elsewhere, 'data'), '--log-level', 'warn'], elsewhere, env, 'countermand');
+    started.push(server);
+    const [, url] = await server.waitFor(/listening on (http:\/\/[^\s]+)/);
+    expect((await fetch(`${url}/api/machines`)).status).toBe(401);
+    await server.stop('SIGTERM');
+    expect(server.output()).toContain('SIGTERM: shutting down');
+  }, PACK_MS + 180_000);
 });
