@@ -86,6 +86,18 @@ export const ServerConfigSchema = Type.Object({
   eventStreamsPerCaller: Type.Integer({ minimum: 1, maximum: 1000 }),
   /** How often an idle event stream sends a heartbeat comment. */
   eventHeartbeatSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 3600 }),
+  /** Seconds a live-response RunScript may run before the machine kills it (contract §2: 10 minutes). */
+  liveResponseScriptTimeoutSeconds: Type.Number({ exclusiveMinimum: 0 }),
+  /** How long a live-response result link works (contract §2 row 14: 30 minutes). */
+  liveResponseLinkSeconds: Type.Number({ exclusiveMinimum: 0 }),
+  /** How long an investigation package link works (contract: 10 minutes). */
+  packageLinkSeconds: Type.Number({ exclusiveMinimum: 0 }),
+  /** Largest live-response result or investigation package an agent may upload. */
+  agentUploadMaxBytes: Type.Integer({ minimum: 1 }),
+  /** Results and packages of actions created longer ago than this are removed (library files stay until deleted). */
+  artifactRetentionSeconds: Type.Number({ exclusiveMinimum: 0 }),
+  /** An unreferenced blob is removed only once this long has passed since it was last written. */
+  blobGraceSeconds: Type.Number({ minimum: 0 }),
   /** PEM files to serve HTTPS with. */
   tlsCertFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
   tlsKeyFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
@@ -134,6 +146,12 @@ export const DEFAULT_CONFIG: ServerConfig = {
   eventStreamsPerCaller: 10,
   // Well inside the 60 s idle timeout of common proxies in front of a server.
   eventHeartbeatSeconds: 15,
+  liveResponseScriptTimeoutSeconds: 600,
+  liveResponseLinkSeconds: 1800,
+  packageLinkSeconds: 600,
+  agentUploadMaxBytes: 256 * 1024 * 1024,
+  artifactRetentionSeconds: 30 * 24 * 3600,
+  blobGraceSeconds: 600,
   tlsCertFile: null,
   tlsKeyFile: null,
   keyEncryptionKey: null,
@@ -178,6 +196,12 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   actionCenterDir: 'COUNTERMAND_ACTION_CENTER_DIR',
   eventStreamsPerCaller: 'COUNTERMAND_EVENT_STREAMS_PER_CALLER',
   eventHeartbeatSeconds: 'COUNTERMAND_EVENT_HEARTBEAT_SECONDS',
+  liveResponseScriptTimeoutSeconds: 'COUNTERMAND_LIVE_RESPONSE_SCRIPT_TIMEOUT_SECONDS',
+  liveResponseLinkSeconds: 'COUNTERMAND_LIVE_RESPONSE_LINK_SECONDS',
+  packageLinkSeconds: 'COUNTERMAND_PACKAGE_LINK_SECONDS',
+  agentUploadMaxBytes: 'COUNTERMAND_AGENT_UPLOAD_MAX_BYTES',
+  artifactRetentionSeconds: 'COUNTERMAND_ARTIFACT_RETENTION_SECONDS',
+  blobGraceSeconds: 'COUNTERMAND_BLOB_GRACE_SECONDS',
   tlsCertFile: 'COUNTERMAND_TLS_CERT',
   tlsKeyFile: 'COUNTERMAND_TLS_KEY',
   keyEncryptionKey: 'COUNTERMAND_KEY_ENCRYPTION_KEY',

@@ -18,10 +18,11 @@ export const REDACTED_PATHS = [
 
 /**
  * Query parameters whose values never reach a log line (some clients send the token form as a
- * GET query), by name once decoded and with case, `_` and `-` ignored: `client%5Fsecret`,
- * `pass%77ord` and `Client-Secret` are the same parameter to anyone who decodes them.
+ * GET query; `sig` is what makes a download link a credential), by name once decoded and with
+ * case, `_` and `-` ignored: `client%5Fsecret`, `pass%77ord` and `Client-Secret` are the same
+ * parameter to anyone who decodes them.
  */
-const SECRET_QUERY_PARAMS = new Set(['clientsecret', 'password', 'accesstoken', 'refreshtoken', 'idtoken', 'assertion', 'clientassertion', 'code', 'enrollmenttoken', 'agenttoken', 'secret']);
+const SECRET_QUERY_PARAMS = new Set(['clientsecret', 'password', 'accesstoken', 'refreshtoken', 'idtoken', 'assertion', 'clientassertion', 'code', 'enrollmenttoken', 'agenttoken', 'secret', 'sig']);
 const isSecretParam = (name: string) => SECRET_QUERY_PARAMS.has(name.toLowerCase().replace(/[\s_-]/g, ''));
 
 /** A query component as a form decoder reads it; as given when it does not decode. */

@@ -47,6 +47,8 @@ export const TAGS = {
   machines: 'Machines',
   alerts: 'Alerts',
   investigations: 'Investigations',
+  library: 'Library',
+  downloads: 'Downloads',
   metadata: 'OData metadata',
   tokens: 'Tokens',
   agent: 'Agent protocol',
@@ -61,7 +63,7 @@ export const TAG_GROUPS = [
     name: 'MDE API',
     description:
       "The Microsoft Defender for Endpoint machine-actions API as Countermand serves it: every path under /api is also served under /api/v1.0, and matches in any case.",
-    tags: [TAGS.actions, TAGS.machines, TAGS.alerts, TAGS.investigations, TAGS.metadata, TAGS.tokens],
+    tags: [TAGS.actions, TAGS.machines, TAGS.alerts, TAGS.investigations, TAGS.library, TAGS.downloads, TAGS.metadata, TAGS.tokens],
   },
   { name: 'Agent protocol', description: 'What the agent on each machine calls (docs/agent-protocol.md).', tags: [TAGS.agent] },
   {
@@ -76,6 +78,8 @@ export const TAG_DESCRIPTIONS: Record<string, string> = {
   [TAGS.machines]: 'Machines (contract §9).',
   [TAGS.alerts]: "Alerts raised from what agents find (contract §10).",
   [TAGS.investigations]: 'Automated investigations (contract §10).',
+  [TAGS.library]: 'The live-response library: the files PutFile and RunScript name (contract §2 rows 17-19).',
+  [TAGS.downloads]: 'Signed download links: live-response results and investigation packages, fetched without an Authorization header (docs/artifacts.md).',
   [TAGS.metadata]: 'The CSDL document that every @odata.context points at.',
   [TAGS.tokens]: 'OAuth 2.0 token endpoints at the server root, as MDE clients call them (contract §7).',
   [TAGS.agent]: 'Enrollment and the long-poll check-in of agents, with an agent credential.',

@@ -10,6 +10,12 @@ import { BUNDLED_ACTION_CENTER_DIR, registerActionCenter } from './api/action-ce
 import { buildApp } from './api/app.js';
 import { registerMetricsRoute, startMetricsListener, type MetricsListener } from './api/metrics-endpoint.js';
 import type { ConnectionLimits } from './api/connections.js';
+import { ArtifactsService, type ArtifactSettings } from './artifacts/artifacts.js';
+import type { BlobStore } from './artifacts/blob-store.js';
+import { FilesystemBlobStore } from './artifacts/fs-blob-store.js';
+import { LibraryService } from './artifacts/library.js';
+import { LinkSigner } from './artifacts/links.js';
+import { registerDownloadRoutes } from './api/routes/downloads/download-artifact.js';
 import type { ApiContext } from './api/operation.js';
 import { ConfigError, type ServerConfig } from './config.js';
 import { DATABASE_FILE, DataDirError, lockDataDir, prepareDataDir } from './data-dir.js';
@@ -17,6 +23,7 @@ import { DEMO_TENANT_ID, seedDemo, type DemoCredentials } from './demo.js';
 import { createEnrollmentToken } from './dispatch/enrollment.js';
 import { AgentGateway } from './dispatch/gateway.js';
 import { registerAgentRoutes } from './dispatch/routes.js';
+import { registerTransferRoutes } from './dispatch/transfer-routes.js';
 import { Sweeper } from './dispatch/sweeper.js';
 import { LocalNotifier, PostgresNotifier, Waiters, type Notifier } from './dispatch/waiters.js';
 import { ACTION_CATALOG } from './domain/catalog.js';
@@ -63,7 +70,33 @@ export interface RunningServer {
   fleet: SimulatedFleet | null;
   /** This node's event streams. */
   changes: ActionChanges;
+  blobs: BlobStore;
+  artifacts: ArtifactsService;
   close(): Promise<void>;
+}
+
+/** How long the link an agent gets to fetch a library file works. */
+const LIBRARY_LINK_SECONDS = 300;
+
+/** The blob store that goes with the store: files under the data dir, or PostgreSQL itself. */
+async function openBlobStore(dataDir: string, store: Store): Promise<BlobStore> {
+  const pool = postgresPool(store);
+  if (pool) {
+    const { PostgresBlobStore } = await import('./artifacts/pg-blob-store.js');
+    return PostgresBlobStore.open(pool, join(dataDir, 'blobs', 'staging'));
+  }
+  return FilesystemBlobStore.open(join(dataDir, 'blobs'), store);
+}
+
+function artifactSettings(config: ServerConfig): ArtifactSettings {
+  return {
+    resultLinkSeconds: config.liveResponseLinkSeconds,
+    packageLinkSeconds: config.packageLinkSeconds,
+    libraryLinkSeconds: LIBRARY_LINK_SECONDS,
+    agentUploadMaxBytes: config.agentUploadMaxBytes,
+    retentionSeconds: config.artifactRetentionSeconds,
+    blobGraceSeconds: config.blobGraceSeconds,
+  };
 }
 
 /** Which store a configuration names, for the operator (never a password). */
@@ -214,8 +247,12 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
         ? { points: config.agentCheckinsPerMinute, seconds: Math.max(1, Math.round(60 * config.rateLimitWindowScale)) }
         : null,
       ...(pool ? { pool } : {}),
+      scriptTimeoutSeconds: config.liveResponseScriptTimeoutSeconds,
     });
     actions.setListener(gateway);
+    const blobs = await openBlobStore(dataDir, store);
+    const library = new LibraryService(store, blobs);
+    const artifacts = new ArtifactsService({ store, blobs, links: await LinkSigner.load(store, { encryption }), actions, library, settings: artifactSettings(config) });
 
     let baseUrl = config.publicBaseUrl?.replace(/\/+$/, '') ?? '';
     let audiences = acceptedAudiences(baseUrl);
@@ -223,6 +260,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       actions,
       machines,
       alerts: new AlertsService(store, machines),
+      library,
+      artifacts,
       baseUrl: () => baseUrl,
       pageSize: config.pageSize,
       cancelRequiresMatchingPermission: config.cancelRequiresMatchingPermission,
@@ -269,6 +308,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
         (instance) => {
           if (config.actionCenter) registerActionCenter(instance, config.actionCenterDir ?? BUNDLED_ACTION_CENTER_DIR, logger);
         },
+        (instance) => registerTransferRoutes(instance, gateway, artifacts),
+        (instance) => registerDownloadRoutes(instance, artifacts),
       ],
     });
     stops.push(() => app.close());
@@ -311,6 +352,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       executionDeadline: (type) => config.executionDeadlineSeconds ?? ACTION_CATALOG[type].executionDeadlineSeconds,
       inactiveAfterSeconds: config.inactiveAfterSeconds,
       intervalSeconds: config.sweepIntervalSeconds,
+      scriptTimeoutSeconds: config.liveResponseScriptTimeoutSeconds,
+      artifacts,
       logger,
     });
     sweeper.start();
@@ -353,6 +396,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       sweeper,
       fleet,
       changes,
+      blobs,
+      artifacts,
       close: stopAll,
     };
   } catch (error) {

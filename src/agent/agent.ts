@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import type { AgentActionWire, CheckinRequest, EnrollRequest } from '../dispatch/protocol.js';
 import type { IpAddress, LiveResponseCommand } from '../domain/model.js';
 import { AgentClient, ServerError } from './client.js';
@@ -50,6 +51,22 @@ export class AgentRefusal extends Error {
 }
 
 const refusedByServer = (error: unknown) => error instanceof ServerError && (error.status === 401 || error.status === 403);
+
+/** Tries of one file transfer before the executor is told it failed. */
+const TRANSFER_ATTEMPTS = 5;
+
+/** An investigation package's content type, by its first bytes: a gzip (tar.gz) or a zip. */
+async function packageType(path: string): Promise<string> {
+  const handle = await open(path, 'r');
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(4), 0, 4, 0);
+    if (bytesRead >= 2 && buffer[0] === 0x1f && buffer[1] === 0x8b) return 'application/gzip';
+    if (bytesRead === 4 && buffer.readUInt32LE(0) === 0x04034b50) return 'application/zip';
+    throw new Error(`${path} is neither a gzip nor a zip archive`);
+  } finally {
+    await handle.close();
+  }
+}
 
 /** Backoff between failed calls: 0.5 s doubling to 30 s, with jitter. */
 function backoff(attempt: number): number {
@@ -298,15 +315,40 @@ export class Agent {
     state.log({ actionId: action.id, type: action.type, event: action.resume ? 'resumed' : 'started', scope: action.scope });
 
     let commands: LiveResponseCommand[] | undefined;
+    const signal = controller.signal;
     const outcome: ExecutionOutcome = await this.options.executor.execute({
-      action: { id: action.id, type: action.type, scope: action.scope, sha1: action.sha1, commands: action.commands, comment: action.comment },
-      signal: controller.signal,
+      action: {
+        id: action.id,
+        type: action.type,
+        scope: action.scope,
+        sha1: action.sha1,
+        commands: action.commands,
+        comment: action.comment,
+        ...(action.scriptTimeoutSeconds !== undefined ? { scriptTimeoutSeconds: action.scriptTimeoutSeconds } : {}),
+      },
+      signal,
       log: (message, detail) => state.log({ actionId: action.id, message, ...detail }),
       progress: async (current) => {
         commands = current;
         await this.client.progress(action.id, { commands: current }).catch((error: unknown) =>
           this.log('progress not delivered', { actionId: action.id, error: String(error) }, 'warn'),
         );
+      },
+      fetchLibraryFile: async (fileName, destination) => {
+        await this.transfer(() => this.client.fetchLibraryFile(action.id, fileName, destination, signal), signal);
+        state.log({ actionId: action.id, event: 'library file fetched', fileName });
+      },
+      uploadCommandResult: async (index, source) => {
+        const stored = await this.transfer(
+          () => this.client.upload(`/actions/${action.id}/commands/${index}/result`, source, 'application/octet-stream', signal),
+          signal,
+        );
+        state.log({ actionId: action.id, event: 'result uploaded', index, ...stored });
+      },
+      uploadPackage: async (source) => {
+        const contentType = await packageType(source);
+        const stored = await this.transfer(() => this.client.upload(`/actions/${action.id}/package`, source, contentType, signal), signal);
+        state.log({ actionId: action.id, event: 'package uploaded', ...stored });
       },
     });
     if (controller.signal.reason === 'shutdown') {
@@ -349,6 +391,28 @@ export class Agent {
       const saved = await this.options.state.loadCredentials();
       if (saved) await this.options.state.saveCredentials({ ...saved, offboardedAt: Date.now() });
       this.stopping.abort();
+    }
+  }
+
+  /**
+   * A file transfer for an executor: retried a few times on transient failures (the network, a
+   * 5xx, 429), since every transfer can be repeated safely; a refusal (4xx) or too many failures
+   * reject, with the server's reason, and the executor fails the command.
+   */
+  private async transfer<T>(call: () => Promise<T>, signal: AbortSignal): Promise<T> {
+    for (let attempt = 0, failures = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (error) {
+        if (signal.aborted) throw error;
+        // A refused credential is the agent's matter, not the command's: the check-in loop either
+        // gets the machine back (then this succeeds) or stops, interrupting the action as a shutdown.
+        const credential = error instanceof ServerError && error.status === 401;
+        const refused = !credential && error instanceof ServerError && error.status >= 400 && error.status < 500 && error.status !== 429;
+        if (refused || (!credential && ++failures >= TRANSFER_ATTEMPTS)) throw error;
+        this.log('transfer failed, retrying', { error: String(error), attempt }, 'warn');
+        await delay(backoff(Math.min(attempt, 6)), signal);
+      }
     }
   }
 

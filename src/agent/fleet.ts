@@ -46,10 +46,10 @@ export class SimulatedFleet {
   async start(): Promise<void> {
     const { options } = this;
     const domain = options.domain ?? 'demo.countermand.local';
-    const executor = new SimulatedExecutor(options.simulation);
     const starting: Promise<void>[] = [];
     for (let i = 0; i < options.size; i++) {
       const name = SimulatedFleet.machineName(i, domain);
+      const executor = new SimulatedExecutor(options.simulation, { workDir: join(options.stateDir, name, 'work'), machineName: name });
       const agent = new Agent({
         serverUrl: options.serverUrl,
         ...(options.ca ? { ca: options.ca } : {}),

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import fastifyMultipart from '@fastify/multipart';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Caller } from '../domain/caller.js';
 import { ApiError, ERRORS } from '../domain/errors.js';
@@ -76,6 +77,7 @@ function clientHungUp(error: unknown, request: FastifyRequest): boolean {
 }
 
 function sendOData(reply: FastifyReply, result: Reply): FastifyReply {
+  if (result.status === 204) return reply.code(204).send();
   reply.code(result.status).header('content-type', result.contentType ?? ODATA_JSON);
   // Countermand's own extensions answer plain JSON, not OData.
   if (result.contentType !== PLAIN_JSON) reply.header('odata-version', '4.0');
@@ -83,6 +85,7 @@ function sendOData(reply: FastifyReply, result: Reply): FastifyReply {
 }
 
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
+const MULTIPART_CONTENT_TYPE = /^multipart\/form-data\s*;/i;
 
 /** Builds the HTTP application without listening, so tests and the CLI start it their own way. */
 export function buildApp(options: AppOptions): FastifyInstance {
@@ -169,13 +172,17 @@ export function buildApp(options: AppOptions): FastifyInstance {
   return app;
 }
 
+/** Where an operation is mounted: under /api, or under the extensions' root. */
+function operationUrl(operation: Operation): string {
+  return `${operation.root ?? '/api'}${operation.path}`;
+}
+
 /** Every route: the /api operations, their 405 siblings, and the extensions. */
 function declareRoutes(app: FastifyInstance, options: AppOptions): void {
   const { ctx, authenticator, limiter } = options;
   const methodsByUrl = new Map<string, Set<string>>();
-  for (const operation of OPERATIONS) {
-    const url = `${operation.root ?? '/api'}${operation.path}`;
-    app.route({
+  const register = (instance: FastifyInstance, operation: Operation, url: string) =>
+    instance.route({
       method: operation.method,
       url,
       schema: operation.body ? { body: operation.body } : {},
@@ -185,11 +192,13 @@ function declareRoutes(app: FastifyInstance, options: AppOptions): void {
         if (operation.permissions) authorize(request.caller, operation.permissions);
         await limiter?.check(request.caller, operation);
       },
-      ...(operation.body
+      ...(operation.body || operation.multipart
         ? {
             preValidation: async (request: FastifyRequest) => {
               const contentType = request.headers['content-type'];
-              if (!contentType || !JSON_CONTENT_TYPE.test(contentType)) throw ERRORS.UnsupportedMediaType(contentType);
+              if (operation.multipart) {
+                if (!contentType || !MULTIPART_CONTENT_TYPE.test(contentType)) throw ERRORS.UnsupportedMediaType(contentType, 'multipart/form-data');
+              } else if (!contentType || !JSON_CONTENT_TYPE.test(contentType)) throw ERRORS.UnsupportedMediaType(contentType);
             },
           }
         : {}),
@@ -198,6 +207,16 @@ function declareRoutes(app: FastifyInstance, options: AppOptions): void {
         return result ? sendOData(reply, result) : reply;
       },
     });
+  // Multipart bodies exist only where an operation reads one (the library upload): the parser
+  // is registered in a scope of its own, so every other route stays JSON-only (contract §1).
+  const multipart = OPERATIONS.filter((o) => o.multipart);
+  app.register(async (scope) => {
+    await scope.register(fastifyMultipart);
+    for (const operation of multipart) register(scope, operation, operationUrl(operation));
+  });
+  for (const operation of OPERATIONS) {
+    const url = operationUrl(operation);
+    if (!operation.multipart) register(app, operation, url);
     const methods = methodsByUrl.get(url) ?? new Set<string>();
     methods.add(operation.method);
     if (operation.method === 'GET') methods.add('HEAD');

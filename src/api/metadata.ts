@@ -1,6 +1,6 @@
 import type { TSchema } from 'typebox';
 import { ACTION_DEFINITIONS, CommentBody } from '../domain/catalog.js';
-import { Alert, Investigation, Machine, MachineAction } from './wire-schemas.js';
+import { Alert, Investigation, LibraryFile, Machine, MachineAction } from './wire-schemas.js';
 
 /**
  * The CSDL (OData 4.0 EDMX) document every `@odata.context` points at: GET /api/$metadata. It
@@ -24,6 +24,7 @@ export const ENTITY_SETS: readonly EntitySet[] = [
   { name: 'Machines', type: 'Machine', schema: Machine, key: 'id' },
   { name: 'Alerts', type: 'Alert', schema: Alert, key: 'id' },
   { name: 'Investigations', type: 'Investigation', schema: Investigation, key: 'id' },
+  { name: 'LibraryFiles', type: 'LibraryFile', schema: LibraryFile, key: 'fileName' },
 ];
 
 type Json = Record<string, unknown>;

@@ -69,6 +69,7 @@ export function operationRouteDoc(operation: Operation): RouteDoc {
     ...(doc.path ? { path: `${operation.root ?? '/api'}${doc.path}` } : {}),
     ...(doc.params ? { params: doc.params } : {}),
     ...(doc.query ? { querystring: doc.query } : {}),
+    ...(doc.body ? { body: doc.body } : {}),
     responses: {
       [doc.response.status]: {
         description: doc.response.description,

@@ -3,6 +3,8 @@ import type { TSchema } from 'typebox';
 import type { Caller } from '../domain/caller.js';
 import type { EndpointPermissions } from '../domain/permissions.js';
 import type { RateLimitPolicy } from '../domain/rate-limits.js';
+import type { ArtifactsService } from '../artifacts/artifacts.js';
+import type { LibraryService } from '../artifacts/library.js';
 import type { ActionChanges } from '../services/action-changes.js';
 import type { ActionsService } from '../services/actions.js';
 import type { AlertsService } from '../services/alerts.js';
@@ -20,6 +22,8 @@ export interface ApiContext {
   actions: ActionsService;
   machines: MachinesService;
   alerts: AlertsService;
+  library: LibraryService;
+  artifacts: ArtifactsService;
   /** The server's public base URL, without a trailing slash (for @odata.context and links). */
   baseUrl(): string;
   /** Rows per page when the client gives no $top (contract §5: 10000). */
@@ -32,7 +36,8 @@ export interface ApiContext {
 
 export interface Reply {
   status: number;
-  body: unknown;
+  /** Absent for 204 No Content. */
+  body?: unknown;
   /** The body already serialised; `body` is then unused. */
   payload?: string;
   /**
@@ -54,6 +59,8 @@ export interface OperationDoc {
   path?: string;
   params?: TSchema;
   query?: TSchema;
+  /** A body the operation reads itself (the library's multipart form); JSON bodies come from `body`. */
+  body?: { contentType: string; schema: TSchema; description?: string };
   /** The success answer; `contentType` defaults to OData JSON. */
   response: { status: number; description: string; schema?: TSchema; contentType?: string };
 }
@@ -77,6 +84,8 @@ export interface Operation {
   rateLimit?: RateLimitPolicy;
   body?: TSchema;
   doc: OperationDoc;
+  /** The body is `multipart/form-data`, read by the handler as a stream (only the library upload). */
+  multipart?: true;
   /** The answer, or null when the handler wrote it itself (the event stream). */
   handler(request: FastifyRequest, ctx: ApiContext, reply: FastifyReply): Promise<Reply | null>;
 }

@@ -122,6 +122,30 @@ export const Investigation = Type.Object(
   { title: 'Investigation', description: "An automated investigation: it collects the machine's investigation package." },
 );
 
+/** Contract §2 rows 17-19: an item of the live-response library. */
+export const LibraryFile = Type.Object(
+  {
+    fileName: Text,
+    sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    description: Nullable(Text),
+    creationTime: WireTime,
+    lastUpdatedTime: WireTime,
+    createdBy: Nullable(Text),
+    hasParameters: Type.Boolean(),
+    parametersDescription: Nullable(Text),
+  },
+  { title: 'LibraryFile', description: 'A file in the tenant\'s live-response library, for PutFile and RunScript.' },
+);
+
+/** The multipart form of POST /api/libraryfiles (field names match in any case). */
+export const LibraryUploadForm = Type.Object({
+  File: Type.String({ format: 'binary', description: 'The file, at most 20 MB (20,971,520 bytes); its file name is the library name.' }),
+  Description: Type.Optional(Type.String({ maxLength: 4096 })),
+  ParametersDescription: Type.Optional(Type.String({ maxLength: 4096 })),
+  HasParameters: Type.Optional(Type.Boolean()),
+  OverrideIfExists: Type.Optional(Type.Boolean({ description: 'Replace a file of the same name (in any case); else 400.' })),
+});
+
 export const AlertEvidence = Type.Object(
   {
     entityType: Type.Enum(['File', 'Process']),
@@ -236,6 +260,17 @@ export const MachineKeyParams = Type.Object({
 export const ActionIdParams = Type.Object({ id: Type.String({ format: 'uuid', description: "The action's id (Edm.Guid)." }) });
 export const AlertIdParams = Type.Object({ id: Type.String({ description: "The alert's id." }) });
 export const InvestigationIdParams = Type.Object({ id: Type.String({ description: "The investigation's id (a number)." }) });
+
+export const LibraryFileNameParams = Type.Object({ fileName: Type.String({ description: 'The library file name (in any case), percent-encoded.' }) });
+export const ResultIndexParams = Type.Object({
+  id: Type.String({ format: 'uuid', description: "The action's id (Edm.Guid)." }),
+  index: Type.Integer({ minimum: 0, description: 'The index of a completed RunScript or GetFile command.' }),
+});
+/** A signed download link's own credential (docs/artifacts.md, "Download links"). */
+export const SignedLinkQuery = Type.Object({
+  expires: Type.Integer({ description: 'Epoch seconds after which the link is refused.' }),
+  sig: Type.String({ description: 'The signature over what the link names and its expiry.' }),
+});
 
 /** The OData query options a collection takes (contract §5), naming the set's properties. */
 export function odataQuery(set: EntitySetDef): TObject {

@@ -1,4 +1,4 @@
-import type { ActionEvent, Alert, AlertEvidence, Investigation, Machine, MachineAction } from '../domain/model.js';
+import type { ActionEvent, Alert, AlertEvidence, Investigation, LibraryFile, Machine, MachineAction } from '../domain/model.js';
 import { toWireTime } from '../domain/time.js';
 
 /**
@@ -209,3 +209,28 @@ export function actionEventToWire(e: ActionEvent) {
     detail: e.detail,
   };
 }
+
+/** A library file as MDE lists it (contract §2 rows 17-18), in its field order. */
+export function libraryFileToWire(f: LibraryFile) {
+  return {
+    fileName: f.fileName,
+    sha256: f.sha256,
+    description: f.description,
+    creationTime: toWireTime(f.creationTime),
+    lastUpdatedTime: toWireTime(f.lastUpdatedTime),
+    createdBy: f.createdBy,
+    hasParameters: f.hasParameters,
+    parametersDescription: f.parametersDescription,
+  };
+}
+
+export const libraryFileEntity = (base: string, f: LibraryFile) => ({
+  '@odata.context': entityContext(base, 'LibraryFiles'),
+  ...libraryFileToWire(f),
+});
+
+/** A download link (contract §2 rows 8, 14): an Edm.String whose value is the URL. */
+export const linkEntity = (base: string, url: string) => ({
+  '@odata.context': `${base}/api/$metadata#Edm.String`,
+  value: url,
+});

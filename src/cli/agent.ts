@@ -127,7 +127,7 @@ export function registerAgentCommand(program: Command): void {
       const logger = createLogger(flags.logLevel, undefined, flags.logFormat);
       const executor: Executor =
         flags.executor === 'simulated'
-          ? new SimulatedExecutor(parseSimulation(flags.simulation ?? {}))
+          ? new SimulatedExecutor(parseSimulation(flags.simulation ?? {}), { workDir: join(flags.stateDir, 'work'), machineName: flags.name ?? hostname() })
           : await linuxExecutor(flags.server, (flags.linuxConfig ?? {}) as LinuxExecutorOptions, flags.stateDir);
       const addresses = localAddresses();
       const instance = new Agent({

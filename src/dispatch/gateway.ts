@@ -33,6 +33,8 @@ export interface GatewayOptions {
    * docs/agent-protocol.md); null for no limit.
    */
   checkinLimit?: { points: number; seconds: number } | null;
+  /** Delivered with live-response actions: seconds a RunScript may run on the machine. */
+  scriptTimeoutSeconds?: number;
   now?: () => number;
   /** With several server nodes: failed enrollments are counted in PostgreSQL, shared by every node. */
   pool?: pg.Pool;
@@ -271,7 +273,9 @@ export class AgentGateway implements ActionListener {
     const active = await this.store.listActiveActionsForMachine(agent.tenantId, agent.machineId);
     // What the agent lists as running it is handling (started or about to be); the rest is
     // delivered again on every check-in until started: delivery is at-least-once.
-    const actions = active.filter((a) => !runningSet.has(a.id)).map((a) => toWire(a, a.status === 'InProgress'));
+    const actions = active
+      .filter((a) => !runningSet.has(a.id))
+      .map((a) => toWire(a, a.status === 'InProgress', this.options.scriptTimeoutSeconds));
     const activeIds = new Set(active.map((a) => a.id));
     const ended = await this.store.getActionsOfMachine(
       agent.tenantId,
@@ -281,7 +285,8 @@ export class AgentGateway implements ActionListener {
     return { actions, stop: ended.map((a) => ({ id: a.id, status: a.status })) };
   }
 
-  private async ownAction(agent: AgentIdentity, actionId: string): Promise<MachineAction> {
+  /** The action if it belongs to the agent's machine, else 404 (another machine's actions do not exist for it). */
+  async ownAction(agent: AgentIdentity, actionId: string): Promise<MachineAction> {
     const action = await this.store.getAction(agent.tenantId, actionId.toLowerCase());
     if (!action || action.machineId !== agent.machineId) throw ERRORS.ActionNotFound(actionId);
     return action;
@@ -327,7 +332,7 @@ function checkCommands(action: MachineAction, commands: MachineAction['commands'
   if (!same) throw ERRORS.InvalidInput("The commands do not match the action's commands.");
 }
 
-function toWire(a: MachineAction, resume: boolean): AgentActionWire {
+function toWire(a: MachineAction, resume: boolean, scriptTimeoutSeconds: number | undefined): AgentActionWire {
   return {
     id: a.id,
     type: a.type,
@@ -337,5 +342,6 @@ function toWire(a: MachineAction, resume: boolean): AgentActionWire {
     comment: a.requestorComment,
     commands: a.commands,
     resume,
+    ...(a.type === 'LiveResponse' && scriptTimeoutSeconds !== undefined ? { scriptTimeoutSeconds } : {}),
   };
 }

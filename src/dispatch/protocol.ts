@@ -62,6 +62,8 @@ export interface AgentActionWire {
   commands: LiveResponseCommand[];
   /** The action is InProgress but the agent did not list it as running: it was started before a restart. */
   resume: boolean;
+  /** LiveResponse: seconds a RunScript may run before the machine kills it (server setting). */
+  scriptTimeoutSeconds?: number;
 }
 
 export interface CheckinResponse {
@@ -100,3 +102,34 @@ export interface ReportResponse {
   /** False when the action had already ended (the report is kept in its history only). */
   applied: boolean;
 }
+
+/**
+ * File transfer (docs/agent-protocol.md, "Files"). The agent sends its credential on every call;
+ * library files are fetched through a link the server signs for this machine, action and file.
+ */
+
+/** POST /agent/v1/actions/{id}/library-link */
+export interface LibraryLinkRequest {
+  /** A library file named by one of the action's PutFile or RunScript commands. */
+  fileName: string;
+}
+
+export interface LibraryLinkResponse {
+  /** Relative to the server URL: GET it with the agent credential before `expiresAt`. */
+  link: string;
+  fileName: string;
+  /** The content's SHA-256 (hex): the agent checks what it downloaded against it. */
+  sha256: string;
+  size: number;
+  /** Epoch milliseconds. */
+  expiresAt: number;
+}
+
+/** The answer to PUT /agent/v1/actions/{id}/commands/{index}/result and PUT .../package. */
+export interface UploadResponse {
+  sha256: string;
+  size: number;
+}
+
+/** Request header carrying the SHA-256 (hex) of an upload's bytes; the server refuses other bytes. */
+export const CONTENT_SHA256_HEADER = 'x-content-sha256';

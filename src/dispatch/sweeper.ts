@@ -17,11 +17,17 @@ export interface SweeperOptions {
   intervalSeconds: number;
   logger: FastifyBaseLogger;
   now?: () => number;
+  /** Seconds a live-response RunScript may run (the agent kills it then; the sweeper is the backstop). */
+  scriptTimeoutSeconds?: number;
+  /** Artifact retention: run on every sweep (src/artifacts/artifacts.ts). */
+  artifacts?: { sweep(now: number): Promise<{ artifacts: number; blobs: number }> };
 }
 
 const BATCH = 500;
 /** IP history older than findbyip can ask about is removed at most this often. */
 const IP_HISTORY_PRUNE_EVERY_MS = 3_600_000;
+/** How long past its timeout a script may still be reported stopped by its agent before the server ends the action. */
+export const SCRIPT_TIMEOUT_GRACE_SECONDS = 60;
 
 /**
  * Ends overdue actions with TimeOut and marks silent machines Inactive, on a timer. Safe to run
@@ -59,10 +65,12 @@ export class Sweeper {
     await this.running;
   }
 
-  /** One pass; returns what it changed. (Investigations time out with their actions.) */
-  async sweep(): Promise<{ timedOut: number; inactive: number; ipRangesRemoved: number }> {
+  /**
+   * One pass as of `now` (tests pass a later time instead of waiting); returns what it changed.
+   * (Investigations time out with their actions.)
+   */
+  async sweep(now = this.now()): Promise<{ timedOut: number; inactive: number; ipRangesRemoved: number }> {
     const { store, actions } = this.options;
-    const now = this.now();
     let timedOut = 0;
     const pending = await store.listOverdueActions({ status: 'Pending', before: now - this.options.deliveryWindowSeconds * 1000 }, BATCH);
     for (const action of pending) if (await actions.timeOut(action, 'delivery')) timedOut++;
@@ -70,6 +78,7 @@ export class Sweeper {
       const overdue = await store.listOverdueActions({ status: 'InProgress', types, before: now - seconds * 1000 }, BATCH);
       for (const action of overdue) if (await actions.timeOut(action, 'execution')) timedOut++;
     }
+    timedOut += await this.overdueScripts(now);
     const inactive = await store.markInactiveMachines(now - this.options.inactiveAfterSeconds * 1000);
     let ipRangesRemoved = 0;
     if (now - this.lastIpHistoryPrune >= IP_HISTORY_PRUNE_EVERY_MS) {
@@ -77,7 +86,35 @@ export class Sweeper {
       ipRangesRemoved = await store.pruneIpHistory(now - IP_HISTORY_MS - FINDBYIP_WINDOW_MS);
       this.lastIpHistoryPrune = now;
     }
-    if (timedOut > 0 || inactive > 0 || ipRangesRemoved > 0) this.options.logger.info({ timedOut, inactive, ipRangesRemoved }, 'sweep');
+    const removed = (await this.options.artifacts?.sweep(now)) ?? { artifacts: 0, blobs: 0 };
+    if (timedOut > 0 || inactive > 0 || ipRangesRemoved > 0 || removed.artifacts > 0 || removed.blobs > 0) {
+      this.options.logger.info({ timedOut, inactive, ipRangesRemoved, ...removed }, 'sweep');
+    }
     return { timedOut, inactive, ipRangesRemoved };
+  }
+
+  /**
+   * The backstop of the RunScript timeout: the agent kills a script at the timeout and reports
+   * the command failed; if it has not within the grace after it, the action ends in TimeOut with
+   * that command marked failed, and the agent is told to stop.
+   */
+  private async overdueScripts(now: number): Promise<number> {
+    if (this.options.scriptTimeoutSeconds === undefined) return 0;
+    const cutoff = now - (this.options.scriptTimeoutSeconds + SCRIPT_TIMEOUT_GRACE_SECONDS) * 1000;
+    const candidates = await this.options.store.listOverdueActions({ status: 'InProgress', types: ['LiveResponse'], before: cutoff }, BATCH);
+    let timedOut = 0;
+    for (const action of candidates) {
+      const stuck = action.commands.find(
+        (c) => c.command.type === 'RunScript' && c.startTime !== null && c.endTime === null && c.startTime < cutoff,
+      );
+      if (!stuck) continue;
+      const commands = action.commands.map((c) =>
+        c === stuck
+          ? { ...c, endTime: now, commandStatus: 'Failed' as const, errors: [...c.errors, `The script ran longer than ${this.options.scriptTimeoutSeconds} seconds.`] }
+          : c,
+      );
+      if (await this.options.actions.timeOut(action, 'script', commands)) timedOut++;
+    }
+    return timedOut;
   }
 }

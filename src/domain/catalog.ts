@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from 'typebox';
 import { ERRORS } from './errors.js';
+import { libraryFileNameProblem } from './library.js';
 import { LIVE_RESPONSE_CONCURRENCY, RATE_LIMITS, type RateLimitPolicy } from './rate-limits.js';
 import {
   COMMAND_TYPES,
@@ -190,8 +191,14 @@ const COMMAND_PARAMS: Readonly<Record<CommandType, { required: readonly string[]
   GetFile: { required: ['Path'], optional: [] },
 };
 const COMMAND_ORDER: Readonly<Record<CommandType, number>> = { PutFile: 0, RunScript: 1, GetFile: 2 };
-/** A library file name: a plain file name, never a path. */
-const LIBRARY_FILE_NAME = /^[^/\\\0]{1,255}$/;
+/** The parameter of each command type that names a library file. */
+const LIBRARY_PARAM: Readonly<Partial<Record<CommandType, string>>> = { PutFile: 'FileName', RunScript: 'ScriptName' };
+
+/** The library file a command names (PutFile's FileName, RunScript's ScriptName), or null. */
+export function libraryFileOf(command: LiveResponseCommand['command']): string | null {
+  const key = LIBRARY_PARAM[command.type];
+  return key ? (command.params.find((p) => p.key === key)?.value ?? null) : null;
+}
 
 /**
  * Checks what the body schema cannot: each command's parameter names, library file names, and
@@ -221,9 +228,8 @@ function liveResponseCommands(body: LiveResponseBodyT): LiveResponseCommand[] {
       if (!seen.has(key)) throw ERRORS.MissingRequiredParameter(`${where}.params.${key}`);
     }
     for (const param of command.params) {
-      if ((param.key === 'FileName' || param.key === 'ScriptName') && !LIBRARY_FILE_NAME.test(param.value)) {
-        throw ERRORS.InvalidInput(`${where}: '${param.key}' must be the name of a library file.`);
-      }
+      const problem = param.key === LIBRARY_PARAM[command.type] ? libraryFileNameProblem(param.value) : null;
+      if (problem) throw ERRORS.InvalidInput(`${where}: '${param.key}' must be the name of a library file: it ${problem}.`);
       if (param.key === 'Path' && param.value.trim() === '') {
         throw ERRORS.InvalidInput(`${where}: 'Path' must not be empty.`);
       }

@@ -62,13 +62,13 @@ export const ERRORS = {
   RequestTimeout: (message: string) => new ApiError('RequestTimeout', 408, message),
   PayloadTooLarge: (limitBytes: number) =>
     new ApiError('RequestEntityTooLarge', 413, `The request body is larger than ${limitBytes} bytes.`),
-  UnsupportedMediaType: (contentType: string | undefined) =>
+  UnsupportedMediaType: (contentType: string | undefined, expected = 'application/json') =>
     new ApiError(
       'UnsupportedMediaType',
       415,
       contentType
-        ? `The content type '${contentType}' is not supported; send application/json.`
-        : 'A Content-Type of application/json is required.',
+        ? `The content type '${contentType}' is not supported; send ${expected}.`
+        : `A Content-Type of ${expected} is required.`,
     ),
   ExpectationFailed: (expectation: string) =>
     new ApiError('ExpectationFailed', 417, `The expectation '${expectation}' is not supported; only 100-continue is.`),
@@ -94,6 +94,18 @@ export const ERRORS = {
   HeadersTooLarge: (limitBytes: number) =>
     new ApiError('RequestHeaderFieldsTooLarge', 431, `The request line and headers are larger than ${limitBytes} bytes.`),
   ServiceUnavailable: (message: string) => new ApiError('ServiceUnavailable', 503, message),
+  LibraryFileNotFound: (name: string) => new ApiError('NotFound', 404, `Library file '${name}' was not found`),
+  LibraryFileExists: (name: string) =>
+    new ApiError('BadRequest', 400, `A library file named '${name}' already exists; set OverrideIfExists to true to replace it.`),
+  /** An upload larger than its cap; `what` names the part (e.g. 'File'). */
+  FileTooLarge: (what: string, maxBytes: number) =>
+    new ApiError('InvalidInput', 400, `'${what}' is larger than ${maxBytes} bytes.`),
+  /** A download link whose signature does not verify (altered, or not made by this service). */
+  LinkInvalid: () => new ApiError('Forbidden', 403, 'The download link is not valid.'),
+  LinkExpired: (at: string) => new ApiError('Forbidden', 403, `The download link expired at ${at}; request a new one.`),
+  /** Agent protocol: the action is no longer (or not yet) running on the machine. */
+  ActionNotRunning: (id: string, status: string) =>
+    new ApiError('Conflict', 409, `Action ${id} is ${status}: the machine may only send files for an InProgress action.`),
   InternalServerError: () =>
     new ApiError('InternalServerError', 500, 'An unexpected error occurred. Quote the request id when reporting it.'),
 } as const;

@@ -355,3 +355,41 @@ export interface Alert {
   /** The action whose report raised it; not on the wire. */
   actionId: string;
 }
+
+/** A file in a tenant's live-response library (contract §2 rows 17-19). */
+export interface LibraryFile {
+  tenantId: string;
+  fileName: string;
+  /** SHA-256 of the content, lower-case hex: also the key of its blob. */
+  sha256: string;
+  size: number;
+  description: string | null;
+  creationTime: number;
+  lastUpdatedTime: number;
+  /** Who uploaded it first: the application's display name or the user's UPN, like `requestor`. */
+  createdBy: string;
+  hasParameters: boolean;
+  parametersDescription: string | null;
+}
+
+/**
+ * What a machine uploaded for one of its actions: a live-response command's result (slot
+ * `command/<index>`) or an investigation package (slot `package`). The bytes are a blob.
+ */
+export interface ActionArtifact {
+  tenantId: string;
+  actionId: string;
+  slot: ArtifactSlot;
+  sha256: string;
+  size: number;
+  /** The name a download offers (Content-Disposition). */
+  fileName: string;
+  contentType: string;
+  createdAt: number;
+  /** The action's creation time: retention counts from it. */
+  actionCreatedAt: number;
+}
+
+export type ArtifactSlot = 'package' | `command/${number}`;
+export const PACKAGE_SLOT: ArtifactSlot = 'package';
+export const commandSlot = (index: number): ArtifactSlot => `command/${index}`;

@@ -40,6 +40,27 @@ export const START_INVESTIGATION: EndpointPermissions = {
   role: 'Alerts investigation',
 };
 
+/** Rows 17-19: the live-response library. */
+export const MANAGE_LIBRARY: EndpointPermissions = {
+  app: ['Library.Manage'],
+  delegated: ['Library.Manage'],
+  role: 'Live response advanced',
+};
+
+/** Row 8: an investigation package's download link. */
+export const PACKAGE_URI: EndpointPermissions = {
+  app: ['Machine.Read.All', 'Machine.ReadWrite.All'],
+  delegated: ['Machine.CollectForensics'],
+  role: 'Alerts investigation',
+};
+
+/** Row 14: a live-response command result's download link. */
+export const LIVE_RESPONSE_RESULT: EndpointPermissions = {
+  app: ['Machine.Read.All', 'Machine.ReadWrite.All'],
+  delegated: ['Machine.LiveResponse'],
+  role: 'Live response advanced',
+};
+
 /** Permissions to create each action type. */
 export const ACTION_PERMISSIONS: Readonly<Record<ActionType, EndpointPermissions>> = {
   Isolate: { app: ['Machine.Isolate'], delegated: ['Machine.Isolate'], role: 'Active remediation actions' },

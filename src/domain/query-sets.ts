@@ -143,3 +143,19 @@ export const ALERT_SET: EntitySetDef = {
     { name: 'threatName', type: 'string', column: 'al.threat_name', orderOnly: true, nullable: true },
   ],
 };
+
+/** The live-response library (contract §2 row 17). */
+export const LIBRARY_FILE_SET: EntitySetDef = {
+  name: 'LibraryFiles',
+  maxTop: 10000,
+  properties: [
+    { name: 'fileName', type: 'string', column: 'l.file_name' },
+    { name: 'sha256', type: 'string', column: 'l.sha256' },
+    { name: 'createdBy', type: 'string', column: 'l.created_by' },
+    { name: 'creationTime', type: 'datetime', column: 'l.created_at' },
+    { name: 'lastUpdatedTime', type: 'datetime', column: 'l.updated_at' },
+    { name: 'description', type: 'string', column: 'l.description', orderOnly: true, nullable: true },
+    { name: 'hasParameters', type: 'number', column: 'l.has_parameters', orderOnly: true },
+    { name: 'parametersDescription', type: 'string', column: 'l.parameters_description', orderOnly: true, nullable: true },
+  ],
+};

@@ -1,5 +1,6 @@
 import type { FilterExpr, OrderByItem } from '../odata/index.js';
 import type {
+  ActionArtifact,
   ActionEvent,
   ActionEventKind,
   ActionStatus,
@@ -7,8 +8,10 @@ import type {
   AgentCredential,
   Alert,
   Application,
+  ArtifactSlot,
   EnrollmentSecret,
   Investigation,
+  LibraryFile,
   Machine,
   MachineAction,
   ReenrollGrant,
@@ -133,6 +136,39 @@ export interface Store {
 
   getAlert(tenantId: string, id: string): Promise<Alert | null>;
   listAlerts(tenantId: string, query: ListQuery): Promise<Page<Alert>>;
+
+  /** The tenant's library (contract §2 row 17); ordered by name unless the query says otherwise. */
+  listLibraryFiles(tenantId: string, query: ListQuery): Promise<Page<LibraryFile>>;
+  /** By name, matched case-insensitively. */
+  getLibraryFile(tenantId: string, fileName: string): Promise<LibraryFile | null>;
+  /**
+   * Adds the file, or with `replace` replaces the one of the same name (keeping its creation
+   * time and creator); 'exists' without `replace` when the name is taken. One transaction.
+   */
+  putLibraryFile(file: LibraryFile, replace: boolean): Promise<LibraryPutOutcome>;
+  deleteLibraryFile(tenantId: string, fileName: string): Promise<boolean>;
+
+  /** Records what a machine uploaded for an action; a second upload to the same slot replaces it. */
+  putArtifact(artifact: ActionArtifact): Promise<void>;
+  getArtifact(tenantId: string, actionId: string, slot: ArtifactSlot): Promise<ActionArtifact | null>;
+  /** Removes up to `limit` artifacts of actions created before `before`; returns how many. */
+  deleteExpiredArtifacts(before: number, limit: number): Promise<number>;
+
+  /** The blob index: records a blob or marks it used now (collection then leaves it alone). */
+  touchBlob(sha256: string, size: number, at: number): Promise<void>;
+  /** Blobs nothing refers to and nothing touched since `before`, oldest first. */
+  listCollectableBlobs(before: number, limit: number): Promise<string[]>;
+  /** Removes the blob's index row if it is still collectable; true when it did. */
+  forgetBlob(sha256: string, before: number): Promise<boolean>;
+
+  /** The secret of the key `id`, creating it as `candidate` if there is none (the first node wins). */
+  linkKey(id: string, candidate: string, at: number): Promise<string>;
+}
+
+export interface LibraryPutOutcome {
+  outcome: 'created' | 'replaced' | 'exists';
+  /** As stored (for 'exists': the file already there). */
+  file: LibraryFile;
 }
 
 export type Overdue =

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { OperatorError } from '../operator-error.js';
@@ -69,6 +69,14 @@ export class KeyEncryption {
     if (config.keyEncryptionKey !== null) return KeyEncryption.fromText(config.keyEncryptionKey, `${KEY_ENV} (keyEncryptionKey)`);
     if (config.keyEncryptionKeyFile !== null) return KeyEncryption.fromFile(config.keyEncryptionKeyFile);
     return null;
+  }
+
+  /**
+   * A key for `purpose` bound to both this key and `material` (a secret kept in the database), so
+   * that neither a copy of the database nor this key alone yields it (HMAC-SHA256).
+   */
+  derive(purpose: string, material: Buffer): Buffer {
+    return createHmac('sha256', this.key).update(`countermand ${purpose}\0`).update(material).digest();
   }
 
   seal(kid: string, pem: string): string {

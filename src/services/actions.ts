@@ -1,10 +1,19 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import type { Caller } from '../domain/caller.js';
-import { ACTION_CATALOG } from '../domain/catalog.js';
+import { ACTION_CATALOG, libraryFileOf } from '../domain/catalog.js';
 import { alertId, alertsFromReport } from '../domain/detections.js';
 import { ERRORS } from '../domain/errors.js';
 import { ACTIVE_STATUSES } from '../domain/lifecycle.js';
-import type { ActionEvent, ActionType, Alert, Investigation, LiveResponseCommand, Machine, MachineAction } from '../domain/model.js';
+import {
+  PACKAGE_SLOT,
+  type ActionEvent,
+  type ActionType,
+  type Alert,
+  type Investigation,
+  type LiveResponseCommand,
+  type Machine,
+  type MachineAction,
+} from '../domain/model.js';
 import type { ListQuery, Page, Store } from '../domain/store.js';
 import type { ActionChangeKind, ActionChangeRef } from './action-changes.js';
 import type { MachinesService } from './machines.js';
@@ -44,6 +53,15 @@ export interface MachineOutcome {
 
 /** The server's own actor name in history events (timeouts). */
 export const SYSTEM_ACTOR = 'Countermand';
+
+/** E_FAIL, for outcomes the server decides (the agent's codes are in agent/executor.ts). */
+const HRESULT_E_FAIL = -2147467259;
+
+const TIMEOUT_COMMENTS = {
+  delivery: 'The machine did not pick the action up in time.',
+  execution: 'The action ran past its deadline.',
+  script: 'A live-response script ran past its timeout and the machine did not stop it.',
+} as const;
 
 export interface ActionsServiceOptions {
   store: Store;
@@ -91,6 +109,7 @@ export class ActionsService {
     if (machine.offboardedAt !== null) throw ERRORS.MachineOffboarded(machine.id);
     const definition = ACTION_CATALOG[type];
     const action = this.build(caller, machine, type, body);
+    await this.checkLibraryFiles(caller.tenantId, action.commands);
     const outcome = await this.store.insertAction(
       action,
       { at: action.creationDateTimeUtc, actor: caller.displayName, comment: action.requestorComment },
@@ -158,6 +177,19 @@ export class ActionsService {
       conflictKey: specifics.conflictKey,
       startedAt: null,
     };
+  }
+
+  /**
+   * Live response runs only what the tenant's library holds: a PutFile or RunScript naming a
+   * file that was never uploaded is refused here, not discovered on the machine.
+   */
+  private async checkLibraryFiles(tenantId: string, commands: readonly LiveResponseCommand[]): Promise<void> {
+    for (const { index, command } of commands) {
+      const name = libraryFileOf(command);
+      if (name !== null && !(await this.store.getLibraryFile(tenantId, name))) {
+        throw ERRORS.InvalidInput(`Commands[${index}]: the library has no file '${name}'; upload it first (POST /api/libraryfiles).`);
+      }
+    }
   }
 
   /** The action if the caller may see it (its tenant, and its machine's device group). */
@@ -241,7 +273,8 @@ export class ActionsService {
    * arrives after a cancel or a timeout is kept in the history and changes nothing (contract
    * §4). The same report sent twice (same reportId) is recorded once.
    */
-  async report(machine: MachineRef, action: MachineAction, outcome: MachineOutcome): Promise<{ action: MachineAction; applied: boolean } | null> {
+  async report(machine: MachineRef, action: MachineAction, reported: MachineOutcome): Promise<{ action: MachineAction; applied: boolean } | null> {
+    const outcome = await this.withPackage(action, reported);
     const now = this.now();
     const actionId = action.id;
     const detail = { reportId: outcome.reportId, errorHResult: outcome.errorHResult, ...(outcome.detail ?? {}) };
@@ -296,21 +329,37 @@ export class ActionsService {
   }
 
   /**
-   * Ends an action that was never picked up (`delivery`) or ran past its deadline (`execution`),
-   * from exactly the status the sweeper saw, so a concurrent change wins cleanly.
+   * A collection reported successful must have uploaded its package: without one there is
+   * nothing to download, so the action fails rather than claim a success it cannot show.
    */
-  async timeOut(action: MachineAction, reason: 'delivery' | 'execution'): Promise<MachineAction | null> {
+  private async withPackage(action: MachineAction, outcome: MachineOutcome): Promise<MachineOutcome> {
+    if (action.type !== 'CollectInvestigationPackage' || outcome.status !== 'Succeeded') return outcome;
+    if (await this.store.getArtifact(action.tenantId, action.id, PACKAGE_SLOT)) return outcome;
+    return {
+      ...outcome,
+      status: 'Failed',
+      errorHResult: HRESULT_E_FAIL,
+      troubleshootInfo: 'The machine reported success but uploaded no investigation package.',
+    };
+  }
+
+  /**
+   * Ends an action that was never picked up (`delivery`), ran past its deadline (`execution`)
+   * or has a live-response script running past its timeout (`script`, with the commands as they
+   * end), from exactly the status the sweeper saw, so a concurrent change wins cleanly.
+   */
+  async timeOut(action: MachineAction, reason: 'delivery' | 'execution' | 'script', commands?: LiveResponseCommand[]): Promise<MachineAction | null> {
     const now = this.now();
     const timedOut = await this.store.transitionAction({
       tenantId: action.tenantId,
       actionId: action.id,
       from: [reason === 'delivery' ? 'Pending' : 'InProgress'],
       to: 'TimeOut',
-      patch: {},
+      patch: commands ? { commands } : {},
       event: {
         at: now,
         actor: SYSTEM_ACTOR,
-        comment: reason === 'delivery' ? 'The machine did not pick the action up in time.' : 'The action ran past its deadline.',
+        comment: TIMEOUT_COMMENTS[reason],
       },
     });
     if (timedOut) {

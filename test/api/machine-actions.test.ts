@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, appClient, makeFixtures, startTestServer, type TestMachine, type TestServer } from '../support/harness.js';
+import { ensureLibraryFile } from '../support/library.js';
 
 /**
  * The machine-actions API over real HTTP against a started server (contract §1-§4, §6). Every
@@ -61,6 +62,8 @@ beforeAll(async () => {
   server = await startTestServer({ fixtures: setup.fixtures, config: { rateLimitScale: 1000 } });
   api = await appClient(server, setup);
   pool = [...setup.machines];
+  // Live response runs only what the library holds.
+  await ensureLibraryFile(api, 'script.sh');
 });
 afterAll(async () => {
   await server?.stop();
@@ -224,6 +227,14 @@ describe('body validation', () => {
       400,
       'InvalidRequestBody',
       /type/,
+    ],
+    [
+      'a script the library does not hold',
+      'runliveresponse',
+      { Comment: 'x', Commands: [{ type: 'RunScript', params: [{ key: 'ScriptName', value: 'never-uploaded.sh' }] }] },
+      400,
+      'InvalidInput',
+      /Commands\[0\].*never-uploaded\.sh/,
     ],
     [
       'library file name with a path',

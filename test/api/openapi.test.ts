@@ -7,6 +7,7 @@ import { describeRoutes, registerOpenApi } from '../../src/api/openapi.js';
 import type { RouteInventoryEntry } from '../../src/api/openapi.js';
 import { enrollmentToken, startAgent, waitUntil } from '../support/agents.js';
 import { Client, TEST_SECRET, appClient, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
+import { uploadLibraryFile } from '../support/library.js';
 import { PG_URL } from '../support/postgres.js';
 
 /**
@@ -282,6 +283,22 @@ describe.each(backends)('the OpenAPI document on %s', (backend) => {
       check('POST /api/machines/{id}/startInvestigation', started);
       check('GET /api/investigations/{id}', await api.get(`/api/investigations/${started.body.id}`));
       check('GET /api/investigations', await api.get('/api/investigations'), false);
+
+      // The library, a live-response result's link and a package's link.
+      check('POST /api/libraryfiles', await uploadLibraryFile(api, 'wire.sh', '#!/bin/sh\necho wire\n', { Description: 'wire' }));
+      check('GET /api/libraryfiles', await api.get('/api/libraryfiles'), false);
+      const script = await api.post(`/api/machines/${agent.machineId}/runliveresponse`, {
+        Comment: 'wire',
+        Commands: [{ type: 'RunScript', params: [{ key: 'ScriptName', value: 'wire.sh' }] }],
+      });
+      await waitUntil(async () => (await server.store.getAction(setup.tenantId, script.body.id))?.status === 'Succeeded');
+      check(
+        'GET /api/machineactions/{id}/GetLiveResponseResultDownloadLink(index={index})',
+        await api.get(`/api/machineactions/${script.body.id}/GetLiveResponseResultDownloadLink(index=0)`),
+      );
+      const collected = await api.post(`/api/machines/${agent.machineId}/collectInvestigationPackage`, { Comment: 'wire' });
+      await waitUntil(async () => (await server.store.getAction(setup.tenantId, collected.body.id))?.status === 'Succeeded');
+      check('GET /api/machineactions/{id}/getPackageUri', await api.get(`/api/machineactions/${collected.body.id}/getPackageUri`));
     } finally {
       await agent.stop();
     }

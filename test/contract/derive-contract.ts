@@ -31,9 +31,6 @@ const CHECKED_PATHS = ['/api/machines', '/api/machineactions', '/api/alerts', '/
 export const EXCLUDED: Readonly<Record<string, string>> = {
   'PATCH /api/alerts/{Alert ID}': "alerts are read-only: only agents' findings raise them, and the contract has no update (§2 rows 22-23, §10)",
   'POST /api/alerts/createAlertByReference': 'alerts come only from what agents find; none is created through the API (§10)',
-  'GET /api/machineactions/{Machine Action ID}/GetLiveResponseResultDownloadLink(index={Command Index})':
-    'live-response result files arrive with the artifacts work (contract §2 row 14)',
-  'GET /api/machineactions/{Machine action ID}/getPackageUri': 'investigation packages arrive with the artifacts work (contract §2 row 8)',
   'POST /api/machines/{Machine ID}/tags': 'machine tags are not part of the machine-actions contract',
   'GET /api/machines/{Machine ID}/software': 'threat and vulnerability management is outside the contract',
   'GET /api/machines/{Machine ID}/vulnerabilities': 'threat and vulnerability management is outside the contract',
@@ -95,13 +92,17 @@ export function deriveContract(original: Json, examples: Examples): { spec: Json
       if (op.operationId === 'OffboardMachine') {
         op.responses = { '201': { description: 'Created', schema: { $ref: '#/definitions/MachineAction' } } };
       }
+      if (op.operationId === 'GetInvestigationPackageUri') {
+        // A GET that creates nothing: MDE answers 200 (contract §2 row 8); the description says 201.
+        op.responses = { '200': { ...(op.responses['201'] as Json), description: 'OK' } };
+      }
       let newPath = path;
       for (const parameter of op.parameters ?? []) {
         const renamed = PARAM_NAMES[parameter.name as string];
         if (parameter.in === 'path' && renamed) {
           newPath = newPath.replace(`{${parameter.name as string}}`, `{${renamed}}`);
           parameter.name = renamed;
-          parameter['x-example'] = examples[renamed as keyof Examples] ?? examples.actionId;
+          parameter['x-example'] = renamed === 'index' ? 0 : (examples[renamed as keyof Examples] ?? examples.actionId);
         }
       }
       const target = ((paths[newPath] as Json | undefined) ?? (paths[newPath] = {})) as Json;

@@ -25,6 +25,7 @@ const DREDD = join(ROOT, 'node_modules', '.bin', 'dredd');
 
 const setup = makeFixtures(40);
 let server: TestServer;
+/** Raises the alert, runs the investigation, and carries out the actions whose download links are checked. */
 let agent: RunningAgent | undefined;
 const examples = { alertId: '', investigationId: '' };
 const dir = mkdtempSync(join(tmpdir(), 'countermand-contract-'));
@@ -35,6 +36,7 @@ beforeAll(async () => {
   agent = await startAgent(server.url, await enrollmentToken(server.store, setup.tenantId), 'contract.test', {
     RunAntiVirusScan: { durationMs: 50, detail: { findings: [{ path: '/tmp/eicar.com', signature: 'Eicar-Signature' }] } },
     CollectInvestigationPackage: { durationMs: 50 },
+    LiveResponse: { durationMs: 50 },
   });
   const api = await appClient(server, setup);
   await api.post(`/api/machines/${agent.machineId}/runAntiVirusScan`, { Comment: 'contract check', ScanType: 'Quick' });
@@ -63,8 +65,8 @@ describe('contract check (Dredd + the connector Swagger description)', () => {
     writeFileSync(specPath, JSON.stringify(spec, null, 2));
     // Left out, each with its reason, so the report says what is not checked.
     console.log(`contract check: ${served.length} operations checked; left out:\n${excluded.map(([op, why]) => `  ${op}: ${why}`).join('\n')}`);
-    expect(served).toHaveLength(19);
-    for (const op of ['POST /api/machines/{machineId}/startInvestigation', 'GET /api/alerts', 'GET /api/alerts/{alertId}', 'GET /api/investigations', 'GET /api/investigations/{investigationId}']) {
+    expect(served).toHaveLength(21);
+    for (const op of ['POST /api/machines/{machineId}/startInvestigation', 'GET /api/alerts', 'GET /api/alerts/{alertId}', 'GET /api/investigations', 'GET /api/investigations/{investigationId}', 'GET /api/machineactions/{actionId}/getPackageUri', 'GET /api/machineactions/{actionId}/GetLiveResponseResultDownloadLink(index={index})']) {
       expect(served).toContain(op);
     }
 
@@ -80,6 +82,7 @@ describe('contract check (Dredd + the connector Swagger description)', () => {
             COUNTERMAND_CONTRACT_TOKEN: token,
             COUNTERMAND_CONTRACT_SERVER: server.url,
             COUNTERMAND_CONTRACT_MACHINES: JSON.stringify(setup.machines.slice(1).map((m) => m.id)),
+            COUNTERMAND_CONTRACT_AGENT_MACHINE: agent!.machineId,
           },
           timeout: 120_000,
         },

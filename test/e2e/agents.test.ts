@@ -3,6 +3,7 @@ import { HRESULT } from '../../src/agent/executor.js';
 import { ACTION_DEFINITIONS } from '../../src/domain/catalog.js';
 import { startAgent, enrollmentToken, waitUntil, type RunningAgent } from '../support/agents.js';
 import { Client, appClient, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
+import { ensureLibraryFile } from '../support/library.js';
 
 /**
  * Agents end to end (issue: real delivery, execution, cancellation and timeouts): a started
@@ -54,6 +55,7 @@ beforeAll(async () => {
   });
   api = await appClient(server, setup);
   token = await enrollmentToken(server.store, setup.tenantId);
+  await ensureLibraryFile(api, 'x.sh');
 });
 afterAll(async () => {
   await Promise.all(agents.map((a) => a.stop()));

@@ -232,7 +232,7 @@ describe('crash safety', () => {
     try {
       expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
       expect(db.pragma('foreign_key_check')).toEqual([]);
-      const result = verifyDatabase(db, setup.tenantId, ledger);
+      const result = verifyDatabase(db, setup.tenantId, ledger, join(dataDir, 'blobs'));
       apiProblems.push(...[...wire].flatMap(([id, body]) => wireProblems(body, readAction(db, id))));
       // An agent stops only when its machine was offboarded.
       const offboarded = new Set(
@@ -245,7 +245,7 @@ describe('crash safety', () => {
       console.log(
         [
           `crash safety: ${KILLS} SIGKILLs (after ${phaseLengths.join(', ')} ms of load), ${seconds} s in all`,
-          `  acknowledged: ${ledger.creates.size} creates, ${ledger.cancels.size} cancels, ${ledger.starts.size} starts, ${ledger.reportCount} applied reports`,
+          `  acknowledged: ${ledger.creates.size} creates, ${ledger.cancels.size} cancels, ${ledger.starts.size} starts, ${ledger.reportCount} applied reports, ${ledger.packages.size} package uploads`,
           `  database: ${result.actions} actions (${JSON.stringify(result.byStatus)}), ${result.events} events; ` +
             `${result.unacknowledgedCreates} creates committed but never acknowledged`,
           `  checked: ${result.actions} histories, ${wire.size} actions through GET; ${offboarded.size} machines offboarded; ${problems.length} problems`,
@@ -262,6 +262,7 @@ describe('crash safety', () => {
       expect(ledger.cancels.size).toBeGreaterThan(50);
       expect(ledger.starts.size).toBeGreaterThan(50);
       expect(ledger.reportCount).toBeGreaterThan(50);
+      expect(ledger.packages.size).toBeGreaterThan(0);
     } finally {
       db.close();
     }

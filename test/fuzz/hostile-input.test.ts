@@ -6,7 +6,8 @@ import { appToken, makeFixtures, startTestServer, type TestServer } from '../sup
 import { PG_SKIP_REASON, PG_URL } from '../support/postgres.js';
 
 /**
- * Hostile input over HTTP: random OData, bodies, headers, ids, paths and multipart uploads,
+ * Hostile input over HTTP: random OData, bodies, headers, ids, paths, multipart uploads and the
+ * agent's file transfer,
  * with text no store can keep (NUL, lone surrogates) mixed in. Whatever arrives, the answer is
  * never a 500, every error is in its envelope, and a refused request writes nothing. Every
  * input goes to a server on SQLite and one on PostgreSQL, and where the answer depends only on
@@ -94,6 +95,11 @@ async function everywhere(context: string, exchange: (target: Target) => Promise
   const verdicts = answers.map(verdict);
   expect(verdicts, `${context}: ${BACKENDS.join(' vs ')}`).toEqual(verdicts.map(() => verdicts[0]));
   return answers;
+}
+
+async function libraryCount(target: Target): Promise<number> {
+  const page = await target.server.store.listLibraryFiles(setup.tenantId, { orderBy: [], top: 0, skip: 0, count: true, deviceGroups: null });
+  return page.count!;
 }
 
 async function actionCount(target: Target, machineId: string): Promise<number> {
@@ -384,9 +390,17 @@ describe('hostile input', () => {
         if (!truncate) chunks.push(Buffer.from(`--${boundary}--\r\n`));
         await everywhere(path, async (t) => {
           const before = await actionCount(t, setup.machines[1]!.id);
+          const files = await libraryCount(t);
           const res = await send(t, 'POST', path, { headers: { ...auth(t), 'content-type': `multipart/form-data; boundary=${boundary}` }, body: Buffer.concat(chunks) });
           expectEnvelope(res, `${t.backend} ${path}`);
-          expect([404, 415]).toContain(res.status);
+          if (path === '/api/libraryfiles') {
+            // The one multipart route: a well-formed upload is kept, anything else is a 400 that keeps nothing.
+            expect([200, 400], res.text).toContain(res.status);
+            if (res.status !== 200) expect(await libraryCount(t)).toBe(files);
+          } else {
+            expect(res.status).toBe(415);
+            expect(await libraryCount(t)).toBe(files);
+          }
           expect(await actionCount(t, setup.machines[1]!.id)).toBe(before);
           return res;
         });
@@ -422,6 +436,34 @@ describe('hostile input', () => {
       // Whatever was sent, the action is still a coherent one.
       const final = await send(t, 'GET', `/api/machineactions/${id}`, { headers: auth(t) });
       expect(['Pending', 'InProgress', 'Succeeded', 'Failed']).toContain(final.json.status);
+    }
+  });
+
+  it("the agent's file transfer: any upload, link request or download is answered in the envelope, never a 500", async () => {
+    for (const t of targets) {
+      const lr = await send(t, 'POST', `/api/machines/${t.agent.machineId}/runliveresponse`, {
+        headers: json(t),
+        body: '{"Comment":"fuzz","Commands":[{"type":"GetFile","params":[{"key":"Path","value":"/etc/hosts"}]}]}',
+      });
+      const ids = [lr.json?.id ?? 'x', '00000000-0000-4000-8000-000000000000', '../x', 'x'.repeat(70)];
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom(...ids),
+          fc.constantFrom('PUT /commands/0/result', 'PUT /commands/99/result', 'PUT /package', 'POST /library-link', 'GET library'),
+          fc.constantFrom('application/octet-stream', 'application/gzip', 'application/zip', 'application/json', 'text/plain', 'multipart/form-data; boundary=x'),
+          fc.oneof(fc.uint8Array({ maxLength: 3000 }).map((b) => Buffer.from(b)), fc.jsonValue({ maxDepth: 2 }).map((v) => JSON.stringify(v))),
+          fc.option(fc.oneof(fc.string({ unit: fc.constantFrom(...'0123456789abcdef'), minLength: 64, maxLength: 64 }), fc.string({ maxLength: 80 }))),
+          async (id, route, contentType, body, digest) => {
+            const [method, suffix] = route.split(' ') as [string, string];
+            const path = suffix === 'library' ? `/agent/v1/library/${id}/x.sh?expires=9999999999&sig=${'A'.repeat(43)}` : `/agent/v1/actions/${id}${suffix}`;
+            const headers: Record<string, string> = { authorization: `Bearer ${t.agentToken}`, 'content-type': contentType };
+            if (digest !== null) headers['x-content-sha256'] = digest.replace(/[^\x20-\x7e]/g, '');
+            const res = await send(t, method, path, { headers, ...(method === 'GET' ? {} : { body }) });
+            expectEnvelope(res, `${t.backend} ${route} ${contentType}`);
+          },
+        ),
+        { numRuns: RUNS },
+      );
     }
   });
 

@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { FilesystemBlobStore } from '../../src/artifacts/fs-blob-store.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { artifactsContract } from './artifacts-contract.js';
 import { storeContract } from './store-contract.js';
 
 storeContract('sqlite', async () => {
@@ -10,6 +12,30 @@ storeContract('sqlite', async () => {
   const store = SqliteStore.open(join(dir, 'test.db'));
   return {
     store,
+    async dispose() {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+artifactsContract('sqlite with blob files', async () => {
+  const { readdirSync, writeFileSync, statSync, existsSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'countermand-artifacts-'));
+  const store = SqliteStore.open(join(dir, 'test.db'));
+  const root = join(dir, 'blobs');
+  const blobs = await FilesystemBlobStore.open(root, store);
+  const count = (sub: string) => (existsSync(join(root, sub)) ? readdirSync(join(root, sub), { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).length : 0);
+  return {
+    store,
+    blobs,
+    async tamper(sha256) {
+      const path = join(root, 'sha256', sha256.slice(0, 2), sha256);
+      writeFileSync(path, Buffer.alloc(statSync(path).size, 0x41));
+    },
+    async residue() {
+      return { blobs: count('sha256'), staging: count('tmp') };
+    },
     async dispose() {
       await store.close();
       rmSync(dir, { recursive: true, force: true });

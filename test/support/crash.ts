@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +75,11 @@ export async function call(
   }
 }
 
+/** The investigation package an agent uploads for an action: a small gzip, the same on every retry. */
+export function packageFor(actionId: string): Buffer {
+  return gzipSync(Buffer.from(`package of ${actionId}\n`));
+}
+
 /** The one outcome an agent ever reports for an action, derived from its id (so it is checkable). */
 export function outcomeFor(actionId: string): { reportId: string; status: 'Succeeded' | 'Failed'; errorHResult: number } {
   const h = createHash('sha256').update(actionId).digest();
@@ -111,6 +117,8 @@ export class Ledger {
   readonly starts = new Set<string>();
   /** report answered 200 with applied: true. */
   readonly reports = new Map<string, { status: string; errorHResult: number }[]>();
+  /** An investigation package upload answered 200: the SHA-256 the server said it stored. */
+  readonly packages = new Map<string, string>();
   /** Replies that are neither what a client asked nor a documented refusal. */
   readonly unexpected: string[] = [];
   readonly statusCounts = new Map<string, number>();
@@ -155,7 +163,7 @@ export class ProtocolAgent {
   private enrolling: Promise<void> | null = null;
   /** Refused its credential: the machine was offboarded (nothing else re-attaches it here). */
   stopped = false;
-  private readonly journal = new Map<string, { stage: 'start' | 'progress' | 'report' | 'done'; commands: any[]; type: string }>();
+  private readonly journal = new Map<string, { stage: 'start' | 'progress' | 'package' | 'report' | 'done'; commands: any[]; type: string }>();
 
   constructor(
     private readonly baseUrl: string,
@@ -198,6 +206,28 @@ export class ProtocolAgent {
       return null;
     }
     return res;
+  }
+
+  /** An investigation package upload (raw bytes), with the same credential handling as post(). */
+  private async putPackage(id: string, bytes: Buffer): Promise<Reply | null> {
+    const token = this.token;
+    if (!token || this.stopped) return null;
+    try {
+      const response = await fetch(`${this.baseUrl}/agent/v1/actions/${id}/package`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/gzip' },
+        body: bytes,
+        signal: AbortSignal.timeout(3000),
+      });
+      const text = await response.text();
+      if (response.status === 401) {
+        this.stopped = true;
+        return null;
+      }
+      return { status: response.status, body: text ? JSON.parse(text) : undefined };
+    } catch {
+      return null;
+    }
   }
 
   /** Check-in loop plus one handler per action, until the phase ends. */
@@ -244,11 +274,24 @@ export class ProtocolAgent {
         }
         if (res.body.run === true) {
           this.ledger.starts.add(id);
-          entry.stage = entry.type === 'LiveResponse' ? 'progress' : 'report';
+          // A collection that succeeds uploads its package first, as a real agent does.
+          entry.stage =
+            entry.type === 'LiveResponse' ? 'progress' : entry.type === 'CollectInvestigationPackage' && outcome.status === 'Succeeded' ? 'package' : 'report';
           await sleep(Math.random() * 150); // "executing"
         } else {
           entry.stage = 'done'; // it ended meanwhile (cancelled): not run, not reported
         }
+      } else if (entry.stage === 'package') {
+        const res = await this.putPackage(id, packageFor(id));
+        this.ledger.count('package', res?.status ?? null);
+        if (!res) {
+          await sleep(50);
+          continue;
+        }
+        if (res.status === 200) this.ledger.packages.set(id, res.body.sha256 as string);
+        // 409: the action ended meanwhile (cancelled); its report will be history only.
+        else if (res.status !== 409) this.ledger.unexpected.push(`package ${id}: ${res.status} ${JSON.stringify(res.body)}`);
+        entry.stage = 'report';
       } else if (entry.stage === 'progress') {
         const commands = entry.commands.map((c) => ({ ...c, startTime: Date.now(), commandStatus: 'Created' }));
         const res = await this.post(phase, `/agent/v1/actions/${id}/progress`, { commands });
@@ -393,7 +436,7 @@ export interface Verification {
  * Checks the database against the ledger (every acknowledged change is there; nothing is there
  * that no client asked for) and every action's history against the lifecycle.
  */
-export function verifyDatabase(db: Database.Database, tenantId: string, ledger: Ledger): Verification {
+export function verifyDatabase(db: Database.Database, tenantId: string, ledger: Ledger, blobDir?: string): Verification {
   const problems: string[] = [];
   const rows = db.prepare('SELECT * FROM machine_actions WHERE tenant_id = ?').all(tenantId) as ActionRow[];
   const byId = new Map(rows.map((r) => [r.id, r]));
@@ -456,6 +499,22 @@ export function verifyDatabase(db: Database.Database, tenantId: string, ledger: 
       if (row.status !== ack.status || row.error_hresult !== ack.errorHResult) {
         problems.push(`acknowledged report ${id} ${ack.status}/${ack.errorHResult}, but it is ${row.status}/${row.error_hresult}`);
       }
+    }
+  }
+
+  // Acknowledged package uploads are kept (row and blob), and no collection Succeeded without one.
+  const artifacts = new Map(
+    (db.prepare("SELECT r.action_id, r.sha256, b.sha256 AS blob FROM action_artifacts r LEFT JOIN blobs b ON b.sha256 = r.sha256 WHERE r.tenant_id = ? AND r.slot = 'package'").all(tenantId) as { action_id: string; sha256: string; blob: string | null }[]).map((r) => [r.action_id, r]),
+  );
+  for (const [id, sha256] of ledger.packages) {
+    const artifact = artifacts.get(id);
+    if (!artifact) problems.push(`acknowledged package of ${id} is missing`);
+    else if (artifact.sha256 !== sha256 || artifact.blob === null) problems.push(`acknowledged package of ${id}: stored ${artifact.sha256}, blob ${artifact.blob ?? 'missing'}`);
+    else if (blobDir && !existsSync(join(blobDir, 'sha256', sha256.slice(0, 2), sha256))) problems.push(`acknowledged package of ${id}: its blob file is missing`);
+  }
+  for (const row of rows) {
+    if (row.type === 'CollectInvestigationPackage' && row.status === 'Succeeded' && !artifacts.has(row.id)) {
+      problems.push(`collection ${row.id} Succeeded without a package`);
     }
   }
 

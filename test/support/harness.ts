@@ -178,6 +178,19 @@ export class Client {
     return this.request('GET', path, undefined, headers);
   }
 
+  /** A multipart/form-data POST, as a browser or `curl -F` sends it. */
+  async postForm(path: string, form: FormData): Promise<HttpResult> {
+    const response = await fetch(`${this.baseUrl}${path}`, { method: 'POST', headers: this.headers, body: form });
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    return { status: response.status, headers: response.headers, body: parsed, text };
+  }
+
   post(path: string, body?: unknown, headers?: Record<string, string>) {
     return this.request('POST', path, body, headers);
   }

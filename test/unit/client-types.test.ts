@@ -1,8 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { alertToWire, investigationToWire, machineActionToWire, machineToWire } from '../../src/api/wire.js';
-import type { Alert as WireAlert, Investigation as WireInvestigation, Machine as WireMachine, MachineAction as WireMachineAction, IsolationType, ScanType } from '../../src/client/index.js';
+import { alertToWire, investigationToWire, libraryFileToWire, machineActionToWire, machineToWire } from '../../src/api/wire.js';
+import type {
+  Alert as WireAlert,
+  Investigation as WireInvestigation,
+  LibraryFile as WireLibraryFile,
+  Machine as WireMachine,
+  MachineAction as WireMachineAction,
+  IsolationType,
+  ScanType,
+} from '../../src/client/index.js';
 import { ACTION_ROUTES } from '../../src/client/index.js';
 import { ACTION_CATALOG, IsolationTypes, ScanTypes } from '../../src/domain/catalog.js';
 import { HEALTH_STATUSES } from '../../src/domain/model.js';
@@ -14,11 +22,12 @@ import { ROOT } from '../support/process.js';
  * the client starts to pull in server code.
  */
 describe('the client and the server agree', () => {
-  it('on the wire shapes of MachineAction, Machine, Alert and Investigation (checked by the compiler)', () => {
+  it('on the wire shapes of MachineAction, Machine, Alert, Investigation and LibraryFile (checked by the compiler)', () => {
     expectTypeOf<ReturnType<typeof machineActionToWire>>().toEqualTypeOf<WireMachineAction>();
     expectTypeOf<ReturnType<typeof machineToWire>>().toEqualTypeOf<WireMachine>();
     expectTypeOf<ReturnType<typeof alertToWire>>().toEqualTypeOf<WireAlert>();
     expectTypeOf<ReturnType<typeof investigationToWire>>().toEqualTypeOf<WireInvestigation>();
+    expectTypeOf<ReturnType<typeof libraryFileToWire>>().toEqualTypeOf<WireLibraryFile>();
     expectTypeOf<IsolationType>().toEqualTypeOf<(typeof IsolationTypes)[number]>();
     expectTypeOf<ScanType>().toEqualTypeOf<(typeof ScanTypes)[number]>();
     expectTypeOf<WireMachine['healthStatus']>().toEqualTypeOf<(typeof HEALTH_STATUSES)[number]>();

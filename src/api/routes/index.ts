@@ -6,6 +6,11 @@ import { getInvestigation } from './investigations/get-investigation.js';
 import { listInvestigations } from './investigations/list-investigations.js';
 import { listActionEvents } from './extensions/list-action-events.js';
 import { streamActionChanges } from './extensions/stream-action-changes.js';
+import { deleteLibraryFile } from './library/delete-library-file.js';
+import { listLibraryFiles } from './library/list-library-files.js';
+import { uploadLibraryFile } from './library/upload-library-file.js';
+import { getLiveResponseResultDownloadLink } from './machine-actions/get-live-response-result-download-link.js';
+import { getPackageUri } from './machine-actions/get-package-uri.js';
 import { cancelMachineAction } from './machine-actions/cancel-machine-action.js';
 import { getMachineAction } from './machine-actions/get-machine-action.js';
 import { listMachineActions } from './machine-actions/list-machine-actions.js';
@@ -19,6 +24,8 @@ export const OPERATIONS: readonly Operation[] = [
   listMachineActions,
   getMachineAction,
   cancelMachineAction,
+  getPackageUri,
+  getLiveResponseResultDownloadLink,
   ...createMachineActions,
   listMachines,
   getMachine,
@@ -29,6 +36,9 @@ export const OPERATIONS: readonly Operation[] = [
   listInvestigations,
   getInvestigation,
   getMetadata,
+  listLibraryFiles,
+  uploadLibraryFile,
+  deleteLibraryFile,
   // Countermand's own, outside MDE's surface (docs/action-center.md).
   listActionEvents,
   streamActionChanges,

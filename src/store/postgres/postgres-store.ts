@@ -14,7 +14,7 @@ const types = {
 };
 
 /** `?` placeholders to `$1, $2, ...`; queries never inline literals, so no `?` is ever quoted. */
-function numbered(sql: string): string {
+export function numbered(sql: string): string {
   let n = 0;
   return sql.replace(/\?/g, () => `$${++n}`);
 }

@@ -223,6 +223,71 @@ CREATE INDEX reenroll_grants_by_machine ON reenroll_grants (tenant_id, machine_i
 `,
   },
   {
+    version: 6,
+    name: 'artifacts',
+    // Blobs are content-addressed (sha256). Their bytes live under the data dir with SQLite and in
+    // blob_chunks with PostgreSQL (so every node reads them); `blobs` indexes both, and a blob is
+    // removed only when no library file or action artifact refers to it.
+    sql: (d) => `
+CREATE TABLE blobs (
+  sha256 TEXT PRIMARY KEY,
+  size ${d.int} NOT NULL,
+  touched_at ${d.int} NOT NULL
+);
+CREATE INDEX blobs_by_touch ON blobs (touched_at);
+
+CREATE TABLE library_files (
+  seq ${d.serialKey},
+  tenant_id TEXT NOT NULL REFERENCES tenants (id),
+  name_key TEXT NOT NULL,
+  file_name TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  size ${d.int} NOT NULL,
+  description TEXT,
+  parameters_description TEXT,
+  has_parameters INTEGER NOT NULL DEFAULT 0,
+  created_by TEXT NOT NULL,
+  created_at ${d.int} NOT NULL,
+  updated_at ${d.int} NOT NULL
+);
+CREATE UNIQUE INDEX library_files_by_name ON library_files (tenant_id, name_key);
+CREATE INDEX library_files_by_blob ON library_files (sha256);
+
+CREATE TABLE action_artifacts (
+  tenant_id TEXT NOT NULL,
+  action_id TEXT NOT NULL REFERENCES machine_actions (id),
+  slot TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  size ${d.int} NOT NULL,
+  file_name TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  created_at ${d.int} NOT NULL,
+  action_created_at ${d.int} NOT NULL,
+  PRIMARY KEY (action_id, slot)
+);
+CREATE INDEX action_artifacts_by_blob ON action_artifacts (sha256);
+CREATE INDEX action_artifacts_by_age ON action_artifacts (action_created_at);
+
+-- The key download links are signed with: created once, shared by every node.
+CREATE TABLE link_keys (
+  id TEXT PRIMARY KEY,
+  secret TEXT NOT NULL,
+  created_at ${d.int} NOT NULL
+);
+${
+      d.postgres
+        ? `
+CREATE TABLE blob_chunks (
+  sha256 TEXT NOT NULL REFERENCES blobs (sha256) ON DELETE CASCADE,
+  n INTEGER NOT NULL,
+  data BYTEA NOT NULL,
+  PRIMARY KEY (sha256, n)
+);
+`
+        : ''
+    }`,
+  },
+  {
     version: 7,
     name: 'ip history, alerts, investigations',
     sql: (d) => `

@@ -1,7 +1,10 @@
 import { investigationProgress } from '../../domain/investigations.js';
 import { IP_RANGE_GAP_MS, reportedAddresses } from '../../domain/ip.js';
 import type {
+  ActionArtifact,
   ActionEvent,
+  ArtifactSlot,
+  LibraryFile,
   AgentCredential,
   Alert,
   AlertEvidence,
@@ -15,13 +18,15 @@ import type {
   Tenant,
   User,
 } from '../../domain/model.js';
+import { libraryNameKey } from '../../domain/library.js';
 import { OFFBOARDED } from '../../domain/model.js';
-import { ALERT_SET, INVESTIGATION_SET, MACHINE_ACTION_SET } from '../../domain/query-sets.js';
+import { ALERT_SET, INVESTIGATION_SET, LIBRARY_FILE_SET, MACHINE_ACTION_SET } from '../../domain/query-sets.js';
 import type {
   AttachProof,
   CheckinInfo,
   EventInput,
   InsertOutcome,
+  LibraryPutOutcome,
   ListQuery,
   Overdue,
   Page,
@@ -29,6 +34,7 @@ import type {
   Transition,
 } from '../../domain/store.js';
 import type { EntitySetDef } from '../../odata/index.js';
+import * as A from './artifacts.js';
 import * as Q from './queries.js';
 import * as R from './rows.js';
 import type { Row } from './rows.js';
@@ -465,6 +471,54 @@ export abstract class SqlStore implements Store {
 
   listAlerts(tenantId: string, query: ListQuery): Promise<Page<Alert>> {
     return this.page(Q.listSql(Q.ALERT_LIST, ALERT_SET, tenantId, query, 'al.created_at DESC'), query, R.rowToAlert);
+  }
+
+  listLibraryFiles(tenantId: string, query: ListQuery): Promise<Page<LibraryFile>> {
+    const q = Q.listSql(A.LIBRARY_LIST, LIBRARY_FILE_SET, tenantId, { ...query, deviceGroups: null }, 'l.name_key ASC');
+    return this.page(q, query, A.rowToLibraryFile);
+  }
+
+  getLibraryFile(tenantId: string, fileName: string): Promise<LibraryFile | null> {
+    return this.one(A.SELECT_LIBRARY_FILE, [tenantId, libraryNameKey(fileName)], A.rowToLibraryFile);
+  }
+
+  putLibraryFile(file: LibraryFile, replace: boolean): Promise<LibraryPutOutcome> {
+    return this.transaction(() => A.putLibraryFile(file, replace));
+  }
+
+  async deleteLibraryFile(tenantId: string, fileName: string): Promise<boolean> {
+    return (await this.exec(A.DELETE_LIBRARY_FILE, [tenantId, libraryNameKey(fileName)])) > 0;
+  }
+
+  async putArtifact(artifact: ActionArtifact): Promise<void> {
+    await this.exec(A.UPSERT_ARTIFACT, A.artifactParams(artifact));
+  }
+
+  getArtifact(tenantId: string, actionId: string, slot: ArtifactSlot): Promise<ActionArtifact | null> {
+    return this.one(A.SELECT_ARTIFACT, [tenantId, actionId, slot], A.rowToArtifact);
+  }
+
+  deleteExpiredArtifacts(before: number, limit: number): Promise<number> {
+    return this.transaction(() => A.deleteExpiredArtifacts(before, limit));
+  }
+
+  async touchBlob(sha256: string, size: number, at: number): Promise<void> {
+    await this.exec(A.TOUCH_BLOB, [sha256, size, at]);
+  }
+
+  async listCollectableBlobs(before: number, limit: number): Promise<string[]> {
+    return this.many(A.SELECT_COLLECTABLE_BLOBS, [before, limit], (r) => String(r.sha256));
+  }
+
+  async forgetBlob(sha256: string, before: number): Promise<boolean> {
+    return (await this.exec(A.FORGET_BLOB, [sha256, before, sha256])) > 0;
+  }
+
+  async linkKey(id: string, candidate: string, at: number): Promise<string> {
+    await this.exec(A.INSERT_LINK_KEY, [id, candidate, at]);
+    const secret = await this.one(A.SELECT_LINK_KEY, [id], (r) => String(r.secret));
+    if (secret === null) throw new Error(`link key ${id} was not stored`);
+    return secret;
   }
 }
 

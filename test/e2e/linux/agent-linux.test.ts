@@ -42,14 +42,6 @@ const OTHER = { ip: '10.231.77.2', port: 8080 };
 const MACHINE_LINE = /Countermand agent for machine ([0-9a-f]{40}) is running/;
 /** The server's RunScript limit, sent with each live-response action to the agent. */
 const SCRIPT_TIMEOUT_SECONDS = 4;
-/**
- * Live response and packages through the API need the server side of artifacts (the library,
- * result and package links, the agent's file transfer); until this tree has it, those tests
- * are skipped with this reason.
- */
-const artifactsMissing = existsSync(join(ROOT, 'src/artifacts')) ? null : 'the server side of live response (src/artifacts) is not in this tree yet';
-if (artifactsMissing) console.warn(`[linux e2e] skipping live response and the package through the API: ${artifactsMissing}`);
-const liveTitle = (title: string) => (artifactsMissing ? `${title} (skipped: ${artifactsMissing})` : title);
 const FINAL = ['Succeeded', 'Failed', 'Cancelled', 'TimeOut'];
 // The EICAR test file (https://www.eicar.org), and a signature database for it the test writes.
 const EICAR = 'X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*';
@@ -236,9 +228,10 @@ describe.skipIf(reason !== null)(title, () => {
     if (!l.output().includes('listening')) throw new Error(`listener in other failed: ${l.output()}`);
 
     // The server, on the root end of the veth pair, and a side port on the same address.
-    // The server's RunScript limit (a setting of the artifacts work; spread so this compiles without it).
-    const scriptLimit: Record<string, number> = artifactsMissing ? {} : { liveResponseScriptTimeoutSeconds: SCRIPT_TIMEOUT_SECONDS };
-    server = await startTestServer({ fixtures: setup.fixtures, config: { host: SERVER_IP, agentPollSeconds: 2, rateLimitScale: 100, ...scriptLimit } });
+    server = await startTestServer({
+      fixtures: setup.fixtures,
+      config: { host: SERVER_IP, agentPollSeconds: 2, rateLimitScale: 100, liveResponseScriptTimeoutSeconds: SCRIPT_TIMEOUT_SECONDS },
+    });
     serverPort = Number(new URL(server.url).port);
     expect(new URL(server.url).hostname).toBe(SERVER_IP);
     sideServer = createServer((s) => {
@@ -458,7 +451,7 @@ describe.skipIf(reason !== null)(title, () => {
   }
   const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
-  it.skipIf(artifactsMissing !== null)(liveTitle('LiveResponse through the API runs on the machine: PutFile, RunScript with Args, GetFile; results downloaded by link without Authorization'), async () => {
+  it('LiveResponse through the API runs on the machine: PutFile, RunScript with Args, GetFile; results downloaded by link without Authorization', async () => {
     await library('helper.txt', 'put by PutFile\n');
     await library('collect.sh', '#!/bin/bash\nprintf "[%s]\\n" "$@"\ncat helper.txt\nid -u\nip -4 -o addr show\n');
     const evidence = randomBytes(2 * 1024 * 1024 + 3);
@@ -494,7 +487,7 @@ describe.skipIf(reason !== null)(title, () => {
     expect(sha256(file.bytes)).toBe(sha256(evidence));
   }, 60_000);
 
-  it.skipIf(artifactsMissing !== null)(liveTitle("GetFile through the API never hands out the agent's own state (its credential)"), async () => {
+  it("GetFile through the API never hands out the agent's own state (its credential)", async () => {
     const name = readdirSync(paths().agentState).find((f) => statSync(join(paths().agentState, f)).isFile());
     expect(name).toBeDefined();
     const created = await api.post(`/api/machines/${machineId}/runliveresponse`, {
@@ -508,7 +501,7 @@ describe.skipIf(reason !== null)(title, () => {
     expect(final.commands[0]).toMatchObject({ commandStatus: 'Failed' });
   }, 60_000);
 
-  it.skipIf(artifactsMissing !== null)(liveTitle('cancel of a running RunScript through the API kills it on the machine, with its children'), async () => {
+  it('cancel of a running RunScript through the API kills it on the machine, with its children', async () => {
     await library('hang.sh', '#!/bin/bash\nsleep 3001 &\nsetsid sleep 3002 &\necho "$$ $(jobs -p | tr "\\n" " ")" > "$1"\necho started\nwait\n');
     const pidFile = join(T, 'hang.pids');
     const created = await api.post(`/api/machines/${machineId}/runliveresponse`, {
@@ -527,7 +520,7 @@ describe.skipIf(reason !== null)(title, () => {
     expect((await api.get(`/api/machineactions/${created.body.id}`)).body.status).toBe('Cancelled');
   }, 60_000);
 
-  it.skipIf(artifactsMissing !== null)(liveTitle("the server's RunScript limit reaches the machine: the script is killed there and the command fails"), async () => {
+  it("the server's RunScript limit reaches the machine: the script is killed there and the command fails", async () => {
     const pidFile = join(T, 'hang-timeout.pids');
     const created = await api.post(`/api/machines/${machineId}/runliveresponse`, {
       Comment: 'e2e timeout',
@@ -543,7 +536,7 @@ describe.skipIf(reason !== null)(title, () => {
     await poll('the killed processes to be gone', async () => pids.every((p) => isDead(p)), 10_000);
   }, 60_000);
 
-  it.skipIf(artifactsMissing !== null)(liveTitle('CollectInvestigationPackage through the API: the package is downloaded through getPackageUri and holds the machine'), async () => {
+  it('CollectInvestigationPackage through the API: the package is downloaded through getPackageUri and holds the machine', async () => {
     const pkg = await act('collectInvestigationPackage', { Comment: 'e2e package' });
     expect(pkg.final, JSON.stringify(pkg.final)).toMatchObject({ status: 'Succeeded', type: 'CollectInvestigationPackage' });
     expect(pkg.history).toEqual(NORMAL_HISTORY);
