@@ -3,7 +3,6 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { OPERATIONS } from '../../src/api/routes/index.js';
 import { Countermand, CountermandError } from '../../src/client/index.js';
 import { enrollmentToken, startAgent, type RunningAgent } from '../support/agents.js';
 import { Client, TEST_SECRET, appClient, makeFixtures, startTestServer, type TestServer } from '../support/harness.js';
@@ -13,15 +12,10 @@ import { PG_URL } from '../support/postgres.js';
  * The typed client's download links and live-response library (contract §2 rows 8, 14, 17-19)
  * against a started server with a simulated agent: uploads as multipart, links fetched without
  * a token, the package and the results as the machine produced them. Checked against plain
- * HTTP where the server answers with data. Skipped, saying why, while the server does not
- * serve these routes.
+ * HTTP where the server answers with data.
  */
 
 const BACKENDS = PG_URL ? (['sqlite', 'postgres'] as const) : (['sqlite'] as const);
-const NEEDED = ['GetPackageUri', 'GetLiveResponseResultDownloadLink', 'ListLibraryFiles', 'UploadLibraryFile', 'DeleteLibraryFile'];
-const missing = NEEDED.filter((name) => !OPERATIONS.some((o) => o.name === name));
-const skipReason = missing.length ? `the server does not serve ${missing.join(', ')} yet` : null;
-if (skipReason) console.warn(`[client download and library tests skipped] ${skipReason}`);
 
 const sha256 = (data: string | Uint8Array) => createHash('sha256').update(data).digest('hex');
 
@@ -33,7 +27,7 @@ const rejection = (promise: Promise<unknown>) =>
     (error: unknown) => error as CountermandError,
   );
 
-describe.skipIf(skipReason !== null).each(BACKENDS)(`the typed client's links and library (%s)${skipReason ? ` (skipped: ${skipReason})` : ''}`, (backend) => {
+describe.each(BACKENDS)("the typed client's links and library (%s)", (backend) => {
   const setup = makeFixtures(4);
   let server: TestServer;
   let raw: Client;
