@@ -487,7 +487,8 @@ describe.each(backends)('Action Center in chromium on $title', ({ backend, skip 
     await signInAsApp(page);
     await page.getByLabel('Language').selectOption('de');
     await page.getByRole('heading', { name: 'Geräteaktionen' }).waitFor();
-    expect(await inPage(page, 'document.documentElement.lang')).toBe('de');
+    // The document's language is set in an effect, after the render that shows the German heading.
+    await expect.poll(() => inPage(page, 'document.documentElement.lang')).toBe('de');
     expect(await page.getByRole('navigation', { name: 'Hauptmenü' }).innerText()).toMatch(/Aktionen\s+Geräte/);
     const headers = await page.locator('thead th').allInnerTexts();
     expect(headers.join('|')).toMatch(/Erstellt.*Typ.*Status.*Gerät.*Anforderer/);
