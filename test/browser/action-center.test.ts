@@ -216,7 +216,9 @@ describe.each(backends)('Action Center in chromium on $title', ({ backend, skip 
     // Escape closes the dialog and gives the focus back.
     await page.keyboard.press('Escape');
     await confirm.waitFor({ state: 'detached' });
-    expect(await inPage(page, 'document.activeElement?.textContent'), JSON.stringify(await inPage(page, 'window.focusLog'))).toBe('Cancel action…');
+    await expect
+      .poll(() => inPage(page, 'document.activeElement?.textContent'), { message: JSON.stringify(await inPage(page, 'window.focusLog')) })
+      .toBe('Cancel action…');
     await page.keyboard.press('Enter');
     await confirm.waitFor();
     // Focus starts in the comment; an empty comment is refused.

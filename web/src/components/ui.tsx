@@ -101,13 +101,23 @@ export function Dialog({ title, onClose, children }: { title: string; onClose():
   const titleId = useId();
   useEffect(() => {
     const opener = document.activeElement as HTMLElement | null;
+    const openerId = opener?.id;
     const dialog = ref.current;
     dialog?.showModal();
     return () => {
       // Closed before it leaves the page: while it is modal, everything outside it is inert
       // and cannot take the focus back.
       if (dialog?.open) dialog.close();
-      if (opener?.isConnected) opener.focus();
+      // The opener may have been re-rendered while the dialog was open (a live update): then
+      // the element with its id takes the focus. Tried again once the render has settled, but
+      // only if nothing else has taken the focus meanwhile.
+      const restore = () => {
+        const target = opener?.isConnected ? opener : openerId ? document.getElementById(openerId) : null;
+        const lost = document.activeElement === null || document.activeElement === document.body;
+        if (target && lost) target.focus();
+      };
+      restore();
+      setTimeout(restore, 0);
     };
   }, []);
   return (

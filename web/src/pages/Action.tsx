@@ -63,7 +63,7 @@ export function ActionPage({ id }: { id: string }) {
           <StatusBadge status={action.status} />
         </span>
         {!isFinal(action.status) && can.cancel(session) ? (
-          <button type="button" class="danger" onClick={() => setCancelling(true)}>
+          <button type="button" id="cancel-open" class="danger" onClick={() => setCancelling(true)}>
             {t('action.cancel')}
           </button>
         ) : null}
