@@ -98,6 +98,14 @@ export const ServerConfigSchema = Type.Object({
   artifactRetentionSeconds: Type.Number({ exclusiveMinimum: 0 }),
   /** An unreferenced blob is removed only once this long has passed since it was last written. */
   blobGraceSeconds: Type.Number({ minimum: 0 }),
+  /** The emulator's control API under /_countermand/ (docs/emulator.md); off unless asked for. */
+  controlEnabled: Type.Boolean(),
+  /** Its admin token (at least 16 characters); when neither this nor a file is given, one is generated and printed once. */
+  controlToken: Type.Union([Type.String({ minLength: 16 }), Type.Null()]),
+  /** A file holding the admin token (its first line). */
+  controlTokenFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
+  /** Requests the control API's journal keeps. */
+  journalSize: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
   /** PEM files to serve HTTPS with. */
   tlsCertFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
   tlsKeyFile: Type.Union([Type.String({ minLength: 1 }), Type.Null()]),
@@ -140,7 +148,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   inactiveAfterSeconds: 7 * 24 * 3600,
   sweepIntervalSeconds: 30,
   demoFleetSize: 3,
-  demoFleetSimulation: {},
+  // Slow enough for a person to watch an isolate go Pending (20 s), InProgress (40 s), and cancel it.
+  demoFleetSimulation: { '*': { pendingMs: 20_000, durationMs: 40_000 } },
   actionCenter: true,
   actionCenterDir: null,
   eventStreamsPerCaller: 10,
@@ -152,6 +161,10 @@ export const DEFAULT_CONFIG: ServerConfig = {
   agentUploadMaxBytes: 256 * 1024 * 1024,
   artifactRetentionSeconds: 30 * 24 * 3600,
   blobGraceSeconds: 600,
+  controlEnabled: false,
+  controlToken: null,
+  controlTokenFile: null,
+  journalSize: 1000,
   tlsCertFile: null,
   tlsKeyFile: null,
   keyEncryptionKey: null,
@@ -202,6 +215,10 @@ const ENV: Readonly<Record<keyof ServerConfig, string>> = {
   agentUploadMaxBytes: 'COUNTERMAND_AGENT_UPLOAD_MAX_BYTES',
   artifactRetentionSeconds: 'COUNTERMAND_ARTIFACT_RETENTION_SECONDS',
   blobGraceSeconds: 'COUNTERMAND_BLOB_GRACE_SECONDS',
+  controlEnabled: 'COUNTERMAND_CONTROL',
+  controlToken: 'COUNTERMAND_CONTROL_TOKEN',
+  controlTokenFile: 'COUNTERMAND_CONTROL_TOKEN_FILE',
+  journalSize: 'COUNTERMAND_JOURNAL_SIZE',
   tlsCertFile: 'COUNTERMAND_TLS_CERT',
   tlsKeyFile: 'COUNTERMAND_TLS_KEY',
   keyEncryptionKey: 'COUNTERMAND_KEY_ENCRYPTION_KEY',
@@ -287,6 +304,9 @@ export function loadConfig(
     throw new ConfigError(
       'headersTimeoutSeconds (COUNTERMAND_HEADERS_TIMEOUT_SECONDS) must not exceed requestTimeoutSeconds (COUNTERMAND_REQUEST_TIMEOUT_SECONDS)',
     );
+  }
+  if (merged.controlToken !== null && merged.controlTokenFile !== null) {
+    throw new ConfigError('give the control API one admin token: controlToken (COUNTERMAND_CONTROL_TOKEN) or controlTokenFile (COUNTERMAND_CONTROL_TOKEN_FILE)');
   }
   if ((merged.tlsCertFile === null) !== (merged.tlsKeyFile === null)) {
     throw new ConfigError('TLS needs both tlsCertFile and tlsKeyFile (COUNTERMAND_TLS_CERT, COUNTERMAND_TLS_KEY)');

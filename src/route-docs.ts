@@ -12,7 +12,10 @@ import { ErrorEnvelope } from './api/wire-schemas.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** How the OpenAPI document shows this route; false for generated routes it leaves out (the 405 siblings). */
+    /**
+     * How the OpenAPI document shows this route; false for routes it leaves out (the generated 405
+     * siblings, and the emulator's control API, which has a document of its own).
+     */
     openapi?: RouteDoc | false;
   }
 }
@@ -68,7 +71,7 @@ export const TAG_GROUPS = [
   { name: 'Agent protocol', description: 'What the agent on each machine calls (docs/agent-protocol.md).', tags: [TAGS.agent] },
   {
     name: 'Service',
-    description: "Countermand's own: metrics, the event stream and action history, the Action Center, and these documents.",
+    description: "Countermand's own: metrics, health and readiness, the event stream and action history, the Action Center, and these documents.",
     tags: [TAGS.service, TAGS.events, TAGS.actionCenter, TAGS.docs],
   },
 ];
@@ -83,7 +86,7 @@ export const TAG_DESCRIPTIONS: Record<string, string> = {
   [TAGS.metadata]: 'The CSDL document that every @odata.context points at.',
   [TAGS.tokens]: 'OAuth 2.0 token endpoints at the server root, as MDE clients call them (contract §7).',
   [TAGS.agent]: 'Enrollment and the long-poll check-in of agents, with an agent credential.',
-  [TAGS.service]: 'Prometheus metrics (docs/observability.md).',
+  [TAGS.service]: 'Prometheus metrics (docs/observability.md), /health and /ready (docs/emulator.md).',
   [TAGS.events]: "Every change of the machine actions the caller may see, as server-sent events, and an action's history (docs/action-center.md).",
   [TAGS.actionCenter]: 'The web UI and the files of its bundle (docs/action-center.md).',
   [TAGS.docs]: 'This document and the interactive documentation.',

@@ -9,6 +9,7 @@ import { AGENT_MAX_SOCKETS } from './agent/client.js';
 import { BUNDLED_ACTION_CENTER_DIR, registerActionCenter } from './api/action-center.js';
 import { buildApp } from './api/app.js';
 import { registerMetricsRoute, startMetricsListener, type MetricsListener } from './api/metrics-endpoint.js';
+import { registerHealthRoutes, type ReadinessCheck } from './api/health.js';
 import type { ConnectionLimits } from './api/connections.js';
 import { ArtifactsService, type ArtifactSettings } from './artifacts/artifacts.js';
 import type { BlobStore } from './artifacts/blob-store.js';
@@ -29,7 +30,9 @@ import { LocalNotifier, PostgresNotifier, Waiters, type Notifier } from './dispa
 import { ACTION_CATALOG } from './domain/catalog.js';
 import type { Machine } from './domain/model.js';
 import type { Store } from './domain/store.js';
-import { fixtureMachine, readFixtures, type Fixtures } from './fixtures.js';
+import { ControlPlane } from './control/control-plane.js';
+import { registerControlRoutes } from './control/routes.js';
+import { fixtureMachine, FixturesError, readFixtures, type Fixtures } from './fixtures.js';
 import { TokenAuthenticator } from './identity/authenticator.js';
 import { Directory } from './identity/directory.js';
 import { KeyEncryption } from './identity/key-encryption.js';
@@ -72,6 +75,8 @@ export interface RunningServer {
   changes: ActionChanges;
   blobs: BlobStore;
   artifacts: ArtifactsService;
+  /** The emulator's control plane, when the control API is on. */
+  control: ControlPlane | null;
   close(): Promise<void>;
 }
 
@@ -79,13 +84,13 @@ export interface RunningServer {
 const LIBRARY_LINK_SECONDS = 300;
 
 /** The blob store that goes with the store: files under the data dir, or PostgreSQL itself. */
-async function openBlobStore(dataDir: string, store: Store): Promise<BlobStore> {
+async function openBlobStore(dataDir: string, store: Store, now?: () => number): Promise<BlobStore> {
   const pool = postgresPool(store);
   if (pool) {
     const { PostgresBlobStore } = await import('./artifacts/pg-blob-store.js');
-    return PostgresBlobStore.open(pool, join(dataDir, 'blobs', 'staging'));
+    return PostgresBlobStore.open(pool, join(dataDir, 'blobs', 'staging'), now);
   }
-  return FilesystemBlobStore.open(join(dataDir, 'blobs'), store);
+  return FilesystemBlobStore.open(join(dataDir, 'blobs'), store, now);
 }
 
 function artifactSettings(config: ServerConfig): ArtifactSettings {
@@ -163,22 +168,31 @@ export async function loadFixtures(store: Store, directory: Directory, fixtures:
       await store.upsertMachine(merged);
     }
     for (const app of tenant.applications ?? []) {
-      await directory.addApplication(tenantId, {
+      const { application } = await directory.addApplication(tenantId, {
         clientId: app.clientId,
-        secret: app.clientSecret,
+        // An exported application carries its hash instead: kept as it is, below.
+        secret: app.clientSecret ?? 'replaced-by-the-hash-below',
         displayName: app.displayName,
         roles: app.roles,
       });
+      if (app.clientSecretHash || app.objectId) {
+        await store.upsertApplication({
+          ...application,
+          ...(app.clientSecretHash ? { secretHash: app.clientSecretHash } : {}),
+          ...(app.objectId ? { objectId: app.objectId.toLowerCase() } : {}),
+        });
+      }
     }
     for (const user of tenant.users ?? []) {
-      await directory.addUser(tenantId, {
+      const { user: added } = await directory.addUser(tenantId, {
         upn: user.upn,
-        password: user.password,
+        password: user.password ?? 'replaced-by-the-hash-below',
         ...(user.objectId ? { objectId: user.objectId } : {}),
         scopes: user.scopes,
         rolePermissions: user.rolePermissions,
         deviceGroups: user.deviceGroups ?? null,
       });
+      if (user.passwordHash) await store.upsertUser({ ...added, passwordHash: user.passwordHash });
     }
   }
 }
@@ -200,6 +214,8 @@ async function fleetTenant(store: Store): Promise<string | null> {
 export async function startServer(config: ServerConfig, logger: Logger = createLogger(config.logLevel, undefined, config.logFormat)): Promise<RunningServer> {
   const fixtures = config.fixtures ? readFixtures(config.fixtures) : null;
   const simulation = parseFleetSimulation(config);
+  const emulated = config.controlEnabled || fixtures?.emulator?.control?.enabled === true;
+  if (!emulated && fixtures) refuseEmulatorFixtures(fixtures, config.fixtures!);
   const tls = config.tlsCertFile && config.tlsKeyFile ? { cert: readFileSync(config.tlsCertFile), key: readFileSync(config.tlsKeyFile) } : null;
   const encryption = KeyEncryption.fromConfig(config);
   // The data dir is this node's own, whatever the database: with PostgreSQL it still holds the
@@ -220,7 +236,11 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     stops.push(() => store.close());
     const keys = new KeyRing(store, { encryption, onWarning: (message) => logger.warn(message) });
     const directory = new Directory(store);
-    await Promise.all([keys.init(), fixtures ? loadFixtures(store, directory, fixtures) : null]);
+    // The emulator's world (fixtures, rules, clock, seed) is the control plane's to load.
+    const control = emulated ? new ControlPlane({ config, store, directory, logger, fixtures, demoSimulation: simulation }) : null;
+    const now = control?.clock.now;
+    await Promise.all([keys.init(), fixtures && !control ? loadFixtures(store, directory, fixtures) : null]);
+    if (!control && fixtures) warnAgentless(fixtures, config, logger);
     const keyRefresh = setInterval(() => {
       keys.reload().catch((error: unknown) => logger.warn({ err: error }, 'could not re-read the signing keys'));
     }, KEY_REFRESH_MS).unref();
@@ -228,7 +248,14 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
 
     const metrics = new Metrics();
     const machines = new MachinesService(store);
-    const actions = new ActionsService({ store, machines, metrics });
+    const actions = new ActionsService({
+      store,
+      machines,
+      metrics,
+      ...(control
+        ? { now: control.clock.now, newId: () => control.random.uuid('actionIds'), randomInt: (below: number) => control.random.int('alertIds', below) }
+        : {}),
+    });
     const waiters = new Waiters();
     const changes = new ActionChanges(store, (error) => logger.warn({ err: error }, 'event stream delivery failed'));
     const pool = postgresPool(store);
@@ -248,11 +275,21 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
         : null,
       ...(pool ? { pool } : {}),
       scriptTimeoutSeconds: config.liveResponseScriptTimeoutSeconds,
+      ...(now ? { now } : {}),
     });
     actions.setListener(gateway);
-    const blobs = await openBlobStore(dataDir, store);
-    const library = new LibraryService(store, blobs);
-    const artifacts = new ArtifactsService({ store, blobs, links: await LinkSigner.load(store, { encryption }), actions, library, settings: artifactSettings(config) });
+    // With the emulator on, its clock dates library files, signs links and ages artifacts.
+    const blobs = await openBlobStore(dataDir, store, now);
+    const library = new LibraryService(store, blobs, now);
+    const artifacts = new ArtifactsService({
+      store,
+      blobs,
+      links: await LinkSigner.load(store, { encryption, ...(now ? { now } : {}) }),
+      actions,
+      library,
+      settings: artifactSettings(config),
+      ...(now ? { now } : {}),
+    });
 
     let baseUrl = config.publicBaseUrl?.replace(/\/+$/, '') ?? '';
     let audiences = acceptedAudiences(baseUrl);
@@ -273,6 +310,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       issuerBase: config.issuerBase,
       trustedIssuers: config.trustedIssuers,
       audiences: () => audiences,
+      ...(now ? { now } : {}),
     });
     const limiter = new ApiRateLimiter({
       enabled: config.rateLimitsEnabled,
@@ -280,7 +318,22 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       windowScale: config.rateLimitWindowScale,
       ...(pool ? { pool } : {}),
     });
-    const issuer = new TokenIssuer(keys, config.issuerBase);
+    const issuer = control
+      ? new TokenIssuer(keys, config.issuerBase, control.clock.now, () => control.random.uuid('tokenIds'))
+      : new TokenIssuer(keys, config.issuerBase);
+    let fleet: SimulatedFleet | null = null;
+    let fleetStarted = false;
+    let demoSeeded = false;
+    let closed = false;
+    const readiness: ReadinessCheck[] = [
+      { name: 'store', waiting: () => (closed ? 'the store (the server is closing)' : null) },
+      {
+        name: 'fixtures',
+        waiting: () => (control ? (control.readiness.worldLoaded ? null : "the emulator's world to load") : demoSeeded ? null : 'the demo tenant to be seeded'),
+      },
+      { name: 'agents', waiting: () => (fleet && !fleetStarted ? `the demo fleet's ${config.demoFleetSize} simulated agents to connect` : null) },
+    ];
+    stops.push(() => void (closed = true));
     const app = buildApp({
       ctx,
       authenticator,
@@ -290,7 +343,9 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       bodyLimit: config.bodyLimitBytes,
       connections: connectionLimits(config),
       ...(tls ? { https: tls } : {}),
+      ...(control ? { requestId: control.requestId } : {}),
       extensions: [
+        (instance) => registerHealthRoutes(instance, readiness),
         (instance) =>
           registerTokenService(instance, {
             store,
@@ -310,6 +365,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
         },
         (instance) => registerTransferRoutes(instance, gateway, artifacts),
         (instance) => registerDownloadRoutes(instance, artifacts),
+        ...(control ? [(instance: FastifyInstance) => control.register(instance, registerControlRoutes)] : []),
       ],
     });
     stops.push(() => app.close());
@@ -332,7 +388,8 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       baseUrl = url;
       audiences = acceptedAudiences(baseUrl);
     }
-    const demo = fixtures ? null : await seedDemo(store, directory);
+    const demo = fixtures || control ? null : await seedDemo(store, directory);
+    demoSeeded = true;
     let metricsListener: MetricsListener | null = null;
     if (config.metricsPort !== null) {
       const { metricsHost: host, metricsPort: port } = config;
@@ -355,13 +412,19 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       scriptTimeoutSeconds: config.liveResponseScriptTimeoutSeconds,
       artifacts,
       logger,
+      ...(now ? { now } : {}),
     });
+    if (control) {
+      stops.push(() => control.steering.clear());
+      // Loaded after listening, as the demo is seeded: /ready says when the world is there.
+      await control.attach({ actions, gateway, limiter, authenticator, sweeper });
+    }
     sweeper.start();
     stops.push(() => sweeper.stop());
 
-    let fleet: SimulatedFleet | null = null;
-    const tenantId = config.demoFleetSize > 0 ? await fleetTenant(store) : null;
-    if (config.demoFleetSize > 0 && !tenantId) logger.info('no demo tenant in this store: the demo fleet does not start');
+    // With the emulator on, the demo machines are the control plane's (served in process, steerable).
+    const tenantId = config.demoFleetSize > 0 && !control ? await fleetTenant(store) : null;
+    if (config.demoFleetSize > 0 && !control && !tenantId) logger.info('no demo tenant in this store: the demo fleet does not start');
     if (tenantId) {
       fleet = new SimulatedFleet({
         serverUrl: url,
@@ -379,6 +442,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       // The demo fleet is a convenience: if it cannot connect (e.g. a TLS certificate it cannot
       // verify), the server still serves, and says why the fleet is missing.
       await fleet.start().catch((error: unknown) => logger.error({ err: error }, 'the demo fleet could not start'));
+      fleetStarted = true;
     }
     return {
       app,
@@ -389,7 +453,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       metricsUrl: metricsListener?.url ?? null,
       metrics,
       baseUrl,
-      demo,
+      demo: control ? control.demo : demo,
       keys,
       gateway,
       waiters,
@@ -398,12 +462,36 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       changes,
       blobs,
       artifacts,
+      control,
       close: stopAll,
     };
   } catch (error) {
     await stopAll();
     throw error;
   }
+}
+
+/** Without the emulator, what only the emulator can do is refused by name rather than ignored. */
+function refuseEmulatorFixtures(fixtures: Fixtures, path: string): void {
+  const needs = (what: string) =>
+    new FixturesError(`${path}: ${what} needs the control API: start with --control (COUNTERMAND_CONTROL=1) or set emulator.control.enabled`);
+  const other = Object.keys(fixtures.emulator ?? {}).filter((key) => key !== 'control');
+  if (other.length > 0) throw needs(`emulator.${other[0]}`);
+  for (const tenant of fixtures.tenants) {
+    if (tenant.actions?.length) throw needs(`tenant ${tenant.id}'s actions`);
+    if (tenant.machines?.some((m) => m.agent === 'simulated')) throw needs(`a simulated machine in tenant ${tenant.id}`);
+  }
+}
+
+/** Fixture machines without the emulator have no agent: their actions wait for one until the delivery window. */
+function warnAgentless(fixtures: Fixtures, config: ServerConfig, logger: Logger): void {
+  const count = fixtures.tenants.reduce((n, t) => n + (t.machines?.length ?? 0), 0);
+  if (count === 0) return;
+  logger.info(
+    { machines: count, deliveryWindowSeconds: config.deliveryWindowSeconds },
+    'fixture machines have no agent: their actions stay Pending until an agent attaches or the delivery window ends (TimeOut); ' +
+      'start with --control to have simulated agents serve them (docs/emulator.md)',
+  );
 }
 
 /**

@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import type { AgentActionWire, CheckinRequest, EnrollRequest } from '../dispatch/protocol.js';
 import type { IpAddress, LiveResponseCommand } from '../domain/model.js';
 import { AgentClient, ServerError } from './client.js';
-import type { ExecutionOutcome, Executor } from './executor.js';
+import type { AgentAction, ExecutionOutcome, Executor } from './executor.js';
 import { checkServerUrl } from './server-url.js';
 import type { AgentCredentials, AgentState, JournalEntry } from './state.js';
 
@@ -303,7 +303,20 @@ export class Agent {
       await this.report(action, entry);
       return;
     }
+    const agentAction: AgentAction = {
+      id: action.id,
+      type: action.type,
+      scope: action.scope,
+      sha1: action.sha1,
+      commands: action.commands,
+      comment: action.comment,
+      ...(action.scriptTimeoutSeconds !== undefined ? { scriptTimeoutSeconds: action.scriptTimeoutSeconds } : {}),
+    };
     if (action.status === 'Pending') {
+      if (this.options.executor.admit && !(await this.options.executor.admit(agentAction, controller.signal))) {
+        this.log('not started: the action ended while Pending', { actionId: action.id });
+        return;
+      }
       const started = await this.retry(() => this.client.start(action.id), controller.signal);
       if (!started?.run) {
         this.log('not started: the action ended first', { actionId: action.id, status: started?.status });
@@ -317,15 +330,7 @@ export class Agent {
     let commands: LiveResponseCommand[] | undefined;
     const signal = controller.signal;
     const outcome: ExecutionOutcome = await this.options.executor.execute({
-      action: {
-        id: action.id,
-        type: action.type,
-        scope: action.scope,
-        sha1: action.sha1,
-        commands: action.commands,
-        comment: action.comment,
-        ...(action.scriptTimeoutSeconds !== undefined ? { scriptTimeoutSeconds: action.scriptTimeoutSeconds } : {}),
-      },
+      action: agentAction,
       signal,
       log: (message, detail) => state.log({ actionId: action.id, message, ...detail }),
       progress: async (current) => {

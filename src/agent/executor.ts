@@ -62,6 +62,11 @@ export interface ExecutionOutcome {
 
 export interface Executor {
   readonly name: string;
+  /**
+   * Before the start: resolves when the machine takes the action up (a simulated machine may
+   * leave it Pending a while), false when `signal` aborts first (it was cancelled). Absent: at once.
+   */
+  admit?(action: AgentAction, signal: AbortSignal): Promise<boolean>;
   execute(context: ExecutionContext): Promise<ExecutionOutcome>;
 }
 

@@ -41,6 +41,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** Registers routes outside /api (token service, agent gateway) on the same instance. */
   extensions?: ((app: FastifyInstance) => void)[];
+  /** Request ids (the emulator's seeded stream for a request's URL); default random GUIDs. */
+  requestId?: (url: string) => string;
 }
 
 /** `/api/v1.0/...` is an alias of `/api/...` (contract §1), in any case and with doubled slashes. */
@@ -104,7 +106,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     // Every route exists once, under /api; the alias is rewritten before routing.
     rewriteUrl: (request) => (request.url ?? '/').replace(V1_ALIAS, '/api'),
     loggerInstance: options.logger,
-    genReqId: () => randomUUID(),
+    genReqId: options.requestId ? (request) => options.requestId!(request.url ?? '/') : () => randomUUID(),
     requestIdHeader: false,
     bodyLimit,
     routerOptions: { caseSensitive: false, ignoreDuplicateSlashes: true, ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
@@ -186,7 +188,8 @@ function declareRoutes(app: FastifyInstance, options: AppOptions): void {
       method: operation.method,
       url,
       schema: operation.body ? { body: operation.body } : {},
-      config: { openapi: operationRouteDoc(operation) },
+      // openapi: the route's documentation; operation: read by the emulator's journal and quota report.
+      config: { openapi: operationRouteDoc(operation), operation: operation.name },
       onRequest: async (request) => {
         request.caller = await authenticator.authenticate(request);
         if (operation.permissions) authorize(request.caller, operation.permissions);

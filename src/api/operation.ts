@@ -15,6 +15,10 @@ declare module 'fastify' {
     /** Set by the authentication hook on every /api operation. */
     caller: Caller;
   }
+  interface FastifyContextConfig {
+    /** The contract operation an /api route serves (Operation.name). */
+    operation?: string;
+  }
 }
 
 /** What every operation handler may use. */

@@ -34,6 +34,8 @@ program
   .option('--fixtures <file>', 'tenants, machines and callers to load at start (COUNTERMAND_FIXTURES)')
   .option('--public-url <url>', 'base URL clients use to reach this server (COUNTERMAND_PUBLIC_URL)')
   .option('--demo-fleet <n>', 'simulated agents to start with the server, 0 for none (COUNTERMAND_DEMO_FLEET, default 3)')
+  .option('--control', 'turn on the emulator and its control API under /_countermand/ (COUNTERMAND_CONTROL)')
+  .option('--control-token-file <file>', "the control API's admin token, first line of the file (COUNTERMAND_CONTROL_TOKEN_FILE; or COUNTERMAND_CONTROL_TOKEN)")
   .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (COUNTERMAND_TLS_CERT)')
   .option('--tls-key <file>', 'and this PEM key (COUNTERMAND_TLS_KEY)')
   .option('--key-encryption-key-file <file>', 'encrypt the signing keys at rest with the key in this file (COUNTERMAND_KEY_ENCRYPTION_KEY_FILE)')
@@ -52,31 +54,42 @@ program
       'silent',
     ]),
   )
-  .action(async (flags: Record<string, string | undefined>) => {
+  .action(async (flags: Record<string, string | boolean | undefined>) => {
     // Whatever the server writes from now on (database, WAL, fleet state, blobs) is its owner's only.
     restrictUmask();
+    const flag = (name: string) => flags[name] as string | undefined;
     const config = loadConfig({
-      config: flags.config,
-      host: flags.host,
-      port: flags.port,
-      dataDir: flags.dataDir,
-      databaseUrl: flags.databaseUrl,
-      fixtures: flags.fixtures,
-      publicBaseUrl: flags.publicUrl,
-      logLevel: flags.logLevel,
-      logFormat: flags.logFormat,
-      metricsPort: flags.metricsPort,
-      metricsHost: flags.metricsHost,
-      demoFleetSize: flags.demoFleet,
-      tlsCertFile: flags.tlsCert,
-      tlsKeyFile: flags.tlsKey,
-      keyEncryptionKeyFile: flags.keyEncryptionKeyFile,
+      config: flag('config'),
+      host: flag('host'),
+      port: flag('port'),
+      dataDir: flag('dataDir'),
+      databaseUrl: flag('databaseUrl'),
+      fixtures: flag('fixtures'),
+      publicBaseUrl: flag('publicUrl'),
+      logLevel: flag('logLevel'),
+      logFormat: flag('logFormat'),
+      metricsPort: flag('metricsPort'),
+      metricsHost: flag('metricsHost'),
+      demoFleetSize: flag('demoFleet'),
+      controlEnabled: flags.control === true ? true : undefined,
+      controlTokenFile: flag('controlTokenFile'),
+      tlsCertFile: flag('tlsCert'),
+      tlsKeyFile: flag('tlsKey'),
+      keyEncryptionKeyFile: flag('keyEncryptionKeyFile'),
       ...(flags.allowOpenDataDir ? { allowOpenDataDir: true } : {}),
     });
     const server = await startServer(config);
     process.stderr.write(`countermand: using ${server.location} (data dir ${server.dataDir})\n`);
     process.stderr.write(`Countermand is listening on ${server.url} (API at ${server.url}/api, documentation at ${server.url}/docs)\n`);
     if (server.metricsUrl) process.stderr.write(`Metrics at ${server.metricsUrl}/metrics\n`);
+    if (server.control) {
+      process.stderr.write(`The emulator's control API is at ${server.url}/_countermand/ (docs/emulator.md).\n`);
+      if (server.control.admin.generated) {
+        process.stderr.write(
+          `Its admin token (generated, shown only now; set COUNTERMAND_CONTROL_TOKEN to choose one):\n\n  ${server.control.admin.token}\n\n`,
+        );
+      }
+    }
     if (server.demo) {
       process.stderr.write(
         `\nCreated the demo tenant ${server.demo.tenantId} and its application. Get a token (the secret is shown only now):\n\n` +

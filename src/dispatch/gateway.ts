@@ -85,6 +85,11 @@ export class AgentGateway implements ActionListener {
     this.checkins = limit ? new RateLimiterMemory({ points: limit.points, duration: limit.seconds, keyPrefix: 'agent-checkin' }) : null;
   }
 
+  /** Forgets every cached agent credential (the emulator replaced the world they were checked in). */
+  forgetCredentials(): void {
+    this.credentials.clear();
+  }
+
   /** Answers every waiting check-in now, so the server can close without waiting out long polls. */
   shutdown(): void {
     this.closing = true;
@@ -250,13 +255,14 @@ export class AgentGateway implements ActionListener {
     });
     const jitter = 0.9 + Math.random() * 0.2;
     const waitMs = Math.min(this.options.pollSeconds * jitter, request.maxWaitSeconds ?? Infinity) * 1000;
-    const deadline = this.now() + Math.max(0, waitMs);
+    // The wait is real time, whatever clock stamps the check-in (the emulator's may stand still).
+    const deadline = performance.now() + Math.max(0, waitMs);
     const key = Waiters.key(agent.tenantId, agent.machineId);
     for (;;) {
       const subscription = this.options.waiters.subscribe(key);
       try {
         const work = await this.work(agent, request.running);
-        const remaining = deadline - this.now();
+        const remaining = deadline - performance.now();
         if (work.actions.length > 0 || work.stop.length > 0 || remaining <= 0 || gone.aborted || this.closing) return work;
         const onGone = () => this.options.waiters.wake(key);
         gone.addEventListener('abort', onGone, { once: true });

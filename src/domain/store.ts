@@ -163,12 +163,46 @@ export interface Store {
 
   /** The secret of the key `id`, creating it as `candidate` if there is none (the first node wins). */
   linkKey(id: string, candidate: string, at: number): Promise<string>;
+
+  /** Removes a machine with its actions, their history and artifacts, its agent credentials and grants. */
+  deleteMachine(tenantId: string, machineId: string): Promise<boolean>;
+  /** Everything a world holds (docs/emulator.md): identities, machines, actions with history. */
+  exportWorld(): Promise<World>;
+  /**
+   * Replaces the whole world in one transaction: every tenant, application, user, machine, action
+   * and event, library file and action artifact, agent credential, grant and enrollment secret
+   * goes, and `world` takes their place (a world holds no library files yet).
+   * Signing keys stay (tokens keep verifying).
+   */
+  replaceWorld(world: World): Promise<void>;
 }
 
 export interface LibraryPutOutcome {
   outcome: 'created' | 'replaced' | 'exists';
   /** As stored (for 'exists': the file already there). */
   file: LibraryFile;
+}
+
+/** One history event as a world keeps it (its action is the one it belongs to). */
+export interface WorldEvent {
+  at: number;
+  actor: string;
+  kind: ActionEventKind;
+  fromStatus: ActionStatus | null;
+  toStatus: ActionStatus | null;
+  comment: string | null;
+  detail: Record<string, unknown> | null;
+  reportId: string | null;
+}
+
+/** The contents of a store that make up what clients see (the emulator's reset and export). */
+export interface World {
+  tenants: Tenant[];
+  applications: Application[];
+  users: User[];
+  machines: Machine[];
+  /** Oldest first; each with its history in order. */
+  actions: (MachineAction & { events: WorldEvent[] })[];
 }
 
 export type Overdue =

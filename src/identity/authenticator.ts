@@ -81,6 +81,11 @@ export class TokenAuthenticator implements Authenticator {
     this.ownIssuer = new RegExp(`^${base.replace('TENANT', '([0-9a-f-]{36})')}$`);
   }
 
+  /** Forgets every verified token's caller (the emulator replaced the applications and users). */
+  forget(): void {
+    this.cache.clear();
+  }
+
   async authenticate(request: FastifyRequest): Promise<Caller> {
     const header = request.headers.authorization;
     if (!header) throw unauthorized('Authorization header is missing; send Authorization: Bearer <token>.');

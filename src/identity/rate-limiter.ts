@@ -16,6 +16,14 @@ export interface RateLimiterOptions {
   pool?: pg.Pool;
 }
 
+export interface QuotaWindow {
+  limit: number;
+  windowSeconds: number;
+  used: number;
+  remaining: number;
+  resetsInSeconds: number;
+}
+
 /**
  * Enforces contract §8 with rate-limiter-flexible fixed windows. Windows are consumed one after
  * another and a rejected call gives back what it took from the windows before, so a rejected call
@@ -40,6 +48,37 @@ export class ApiRateLimiter implements RequestLimiter {
       this.limiters.set(name, limiter);
     }
     return limiter;
+  }
+
+  /** What one caller has used of one operation's windows (the emulator's quota report). */
+  async usage(caller: Pick<Caller, 'tenantId' | 'id'>, operation: Pick<Operation, 'name' | 'rateLimit'>): Promise<QuotaWindow[]> {
+    const key = `${caller.tenantId}:${caller.id}:${operation.name}`;
+    const windows: QuotaWindow[] = [];
+    for (const window of operation.rateLimit ?? RATE_LIMITS.default) {
+      const limiter = this.limiter(window);
+      const res = this.options.enabled ? await limiter.get(key) : null;
+      const used = Math.min(res?.consumedPoints ?? 0, limiter.points);
+      windows.push({
+        limit: limiter.points,
+        windowSeconds: limiter.duration,
+        used,
+        remaining: limiter.points - used,
+        resetsInSeconds: res ? Math.max(0, Math.ceil(res.msBeforeNext / 1000)) : 0,
+      });
+    }
+    return windows;
+  }
+
+  /**
+   * Forgets every count in windows of at most `seconds` (all when absent): the emulator's reset,
+   * and a clock advance that passes a whole window.
+   */
+  async reset(seconds = Infinity): Promise<void> {
+    for (const [name, limiter] of this.limiters) {
+      if (limiter.duration > seconds) continue;
+      this.limiters.delete(name);
+      if (this.options.pool) await this.options.pool.query('DELETE FROM rate_limits WHERE key LIKE $1', [`api:${name}%`]);
+    }
   }
 
   async check(caller: Caller, operation: Operation): Promise<void> {

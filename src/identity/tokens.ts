@@ -35,13 +35,15 @@ export class TokenIssuer {
     private readonly keys: KeyRing,
     private readonly issuerBase: string,
     private readonly now: () => number = Date.now,
+    /** Each token's `uti` (the emulator's seeded stream; default random). */
+    private readonly newId: () => string = randomUUID,
   ) {}
 
   private async sign(tenantId: string, audience: string, claims: Record<string, unknown>): Promise<string> {
     const { kid, key } = this.keys.signingKey();
     const iat = Math.floor(this.now() / 1000);
     const iss = issuerFor(this.issuerBase, tenantId);
-    return new SignJWT({ ...claims, idp: iss, tid: tenantId, uti: randomUUID(), ver: '1.0' })
+    return new SignJWT({ ...claims, idp: iss, tid: tenantId, uti: this.newId(), ver: '1.0' })
       .setProtectedHeader({ alg: 'RS256', typ: 'JWT', kid })
       .setIssuer(iss)
       .setAudience(audience)

@@ -34,6 +34,23 @@ export interface ActionMetrics {
   actionFinished(action: MachineAction): void;
 }
 
+/**
+ * The emulator's view of the lifecycle (src/control/), set only when the control API is on:
+ * told of every new action and every change, and asked before a GET of an action by id
+ * (a lifecycle rule may end a phase "after N reads"). Without it nothing here calls out.
+ */
+export interface ActionObserver {
+  created(action: MachineAction): void;
+  changed(action: MachineAction): void;
+  /** Before the action is answered to a GET: resolves true when it changed it (read it again). */
+  read(action: MachineAction): Promise<boolean>;
+  /**
+   * A create found a non-final action of its conflict group: the existing action to answer with
+   * instead of 400 ActiveRequestAlreadyExists, or null to refuse.
+   */
+  duplicate(existing: MachineAction[], type: ActionType): MachineAction | null;
+}
+
 /** The machine an agent speaks for. */
 export interface MachineRef {
   tenantId: string;
@@ -68,6 +85,10 @@ export interface ActionsServiceOptions {
   machines: MachinesService;
   now?: () => number;
   metrics?: ActionMetrics;
+  /** New action ids (the emulator's seeded stream); default random GUIDs. */
+  newId?: () => string;
+  /** The random part of new alert ids (the emulator's seeded stream); default crypto.randomInt. */
+  randomInt?: (below: number) => number;
 }
 
 /**
@@ -79,14 +100,19 @@ export class ActionsService {
   private readonly machines: MachinesService;
   private readonly now: () => number;
   private readonly metrics: ActionMetrics | undefined;
+  private readonly newId: () => string;
+  private readonly randomInt: (below: number) => number;
   private listener: ActionListener | undefined;
   private observer: ((change: ActionChangeRef) => void) | undefined;
+  private control: ActionObserver | undefined;
 
   constructor(options: ActionsServiceOptions) {
     this.store = options.store;
     this.machines = options.machines;
     this.now = options.now ?? Date.now;
     this.metrics = options.metrics;
+    this.newId = options.newId ?? randomUUID;
+    this.randomInt = options.randomInt ?? randomInt;
   }
 
   /** The dispatch side is built after this service (it calls it), so it is attached afterwards. */
@@ -103,6 +129,11 @@ export class ActionsService {
     this.observer?.({ tenantId: action.tenantId, actionId: action.id, change, action });
   }
 
+  /** The emulator's control plane, when it is on. */
+  setObserver(observer: ActionObserver): void {
+    this.control = observer;
+  }
+
   /** Creates an action of `type` on the machine named by `machineKey` (id or aadDeviceId). */
   async create(caller: Caller, machineKey: string, type: ActionType, body: Record<string, unknown>): Promise<MachineAction> {
     const machine = await this.machines.resolveForAction(caller, machineKey);
@@ -116,11 +147,19 @@ export class ActionsService {
       definition.tenantConcurrency,
     );
     if (outcome === 'offboarded') throw ERRORS.MachineOffboarded(machine.id);
-    if (outcome === 'conflict') throw ERRORS.ActiveRequestAlreadyExists();
+    if (outcome === 'conflict') {
+      const existing = this.control?.duplicate(
+        (await this.store.listActiveActionsForMachine(action.tenantId, machine.id)).filter((a) => a.conflictKey === action.conflictKey),
+        type,
+      );
+      if (existing) return existing;
+      throw ERRORS.ActiveRequestAlreadyExists();
+    }
     if (outcome === 'limit') throw ERRORS.TooManyActive(type, definition.tenantConcurrency!);
     this.listener?.actionCreated(action);
     this.metrics?.actionCreated(action);
     this.changed(action, 'created');
+    this.control?.created(action);
     return action;
   }
 
@@ -145,6 +184,7 @@ export class ActionsService {
     this.listener?.actionCreated(action);
     this.metrics?.actionCreated(action);
     this.changed(action, 'created');
+    this.control?.created(action);
     return investigation;
   }
 
@@ -152,7 +192,7 @@ export class ActionsService {
     const specifics = ACTION_CATALOG[type].specifics(body);
     const now = this.now();
     return {
-      id: randomUUID(),
+      id: this.newId(),
       tenantId: caller.tenantId,
       type,
       title: null,
@@ -194,8 +234,9 @@ export class ActionsService {
 
   /** The action if the caller may see it (its tenant, and its machine's device group). */
   async get(caller: Caller, id: string): Promise<MachineAction> {
-    const action = await this.store.getAction(caller.tenantId, id);
+    let action = await this.store.getAction(caller.tenantId, id);
     if (!action || !(await this.machines.visible(caller, action.machineId))) throw ERRORS.ActionNotFound(id);
+    if (this.control && (await this.control.read(action))) action = (await this.store.getAction(caller.tenantId, id)) ?? action;
     return action;
   }
 
@@ -234,6 +275,7 @@ export class ActionsService {
     this.listener?.actionEnded(cancelled);
     this.metrics?.actionFinished(cancelled);
     this.changed(cancelled, 'cancelled');
+    this.control?.changed(cancelled);
     return cancelled;
   }
 
@@ -250,6 +292,7 @@ export class ActionsService {
     });
     if (started) this.metrics?.actionStarted(started);
     if (started) this.changed(started, 'started');
+    if (started) this.control?.changed(started);
     return started ?? this.store.getAction(machine.tenantId, actionId);
   }
 
@@ -298,6 +341,7 @@ export class ActionsService {
     if (ended) {
       this.metrics?.actionFinished(ended);
       this.changed(ended, 'ended');
+      this.control?.changed(ended);
       return { action: ended, applied: true };
     }
     const current = await this.store.getAction(machine.tenantId, actionId);
@@ -320,8 +364,8 @@ export class ActionsService {
     const machine = await this.store.findMachine(action.tenantId, action.machineId, { aadDeviceId: false, computerDnsName: false });
     const ids = new Set<string>();
     const newId = () => {
-      let id = alertId(at, randomInt);
-      while (ids.has(id)) id = alertId(at, randomInt);
+      let id = alertId(at, this.randomInt);
+      while (ids.has(id)) id = alertId(at, this.randomInt);
       ids.add(id);
       return id;
     };
@@ -366,6 +410,7 @@ export class ActionsService {
       this.listener?.actionEnded(timedOut);
       this.metrics?.actionFinished(timedOut);
       this.changed(timedOut, 'ended');
+      this.control?.changed(timedOut);
     }
     return timedOut;
   }

@@ -52,7 +52,13 @@ describe('countermand serve', () => {
   it('on a fresh data dir (settings from the environment) seeds the demo tenant and prints a curl that gets a working token', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'countermand-cli-'));
     dirs.push(dir);
-    const server = spawnCli(['serve'], { COUNTERMAND_PORT: '0', COUNTERMAND_DATA_DIR: dir, COUNTERMAND_LOG_LEVEL: 'warn' });
+    // The demo fleet's own timings are slow enough to follow by hand (the README test); quick here.
+    const server = spawnCli(['serve'], {
+      COUNTERMAND_PORT: '0',
+      COUNTERMAND_DATA_DIR: dir,
+      COUNTERMAND_LOG_LEVEL: 'warn',
+      COUNTERMAND_DEMO_FLEET_SIMULATION: '{"*":{"durationMs":2000}}',
+    });
     procs.push(server);
     const [, url] = await server.waitFor(/listening on (http:\/\/[^\s]+)/);
     const [curl] = await server.waitFor(/curl -s -X POST [^\n]+\\\n[^\n]+\\\n[^\n]+/);

@@ -112,7 +112,7 @@ describe.each(backends)('the OpenAPI document on %s', (backend) => {
   beforeAll(async () => {
     // Every optional surface on, so that every route the server can serve is registered and
     // checked: a setting that adds routes is turned on here (docs/openapi.md).
-    server = await startTestServer({ fixtures: setup.fixtures, backend, config: { agentPollSeconds: 0.2, metricsToken: 'openapi-metrics-token-0123' } });
+    server = await startTestServer({ fixtures: setup.fixtures, backend, config: { agentPollSeconds: 0.2, metricsToken: 'openapi-metrics-token-0123', controlEnabled: true, controlToken: 'openapi-admin-token-0123456789' } });
     const res = await fetch(`${server.url}/openapi.json`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
@@ -141,9 +141,18 @@ describe.each(backends)('the OpenAPI document on %s', (backend) => {
     expect(operations(document).size).toBeGreaterThan(40);
   });
 
-  it('leaves out only the generated 405 siblings: each answers 405 with Allow', async () => {
-    const hidden = server.app.routeInventory().filter((r) => r.documentedAs === null);
+  it('leaves out only the generated 405 siblings, each answering 405 with Allow, and the control API, which has its own document', async () => {
+    const left = server.app.routeInventory().filter((r) => r.documentedAs === null);
+    const control = left.filter((r) => r.url.startsWith('/_countermand/'));
+    const hidden = left.filter((r) => !control.includes(r));
     expect(hidden.length).toBeGreaterThan(10);
+    // The emulator's control API (docs/emulator.md) is in /_countermand/openapi.json instead.
+    const own = (await (await fetch(`${server.url}/_countermand/openapi.json`)).json()) as { paths: Record<string, unknown> };
+    expect(control.length).toBeGreaterThan(10);
+    for (const route of control) {
+      if (route.url === '/_countermand/openapi.json') continue;
+      expect(Object.keys(own.paths), route.url).toContain(route.url.slice('/_countermand'.length).replace(/:([a-zA-Z]+)/g, '{$1}'));
+    }
     for (const route of hidden) {
       const method = route.methods.find((m) => m !== 'HEAD' && m !== 'OPTIONS')!;
       const url = route.url.replace(/:[a-zA-Z]+/g, 'x').replace('*', "(ip='10.0.0.1',timestamp=2024-01-01T00:00:00Z)");

@@ -702,5 +702,61 @@ export function storeContract(name: string, open: () => Promise<{ store: Store; 
       expect(await store.getTenant(randomUUID())).toBeNull();
       expect((await store.listTenants()).some((t) => t.id === id && t.name === 'two')).toBe(true);
     });
+
+    it('deleteMachine removes a machine with its actions, history, credentials and grants', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      const { machine: other } = await tenantWithMachine();
+      const action = newAction(tenantId, machine);
+      await store.insertAction(action, { at: 1000, actor: 'app', comment: 'c' });
+      await store.insertAction(newAction(other.tenantId, other), { at: 1000, actor: 'app', comment: 'c' });
+      await store.insertReenrollGrant({ tokenHash: `g-${randomUUID()}`, tenantId, machineId: machine.id, createdAt: 1, expiresAt: 2, usedAt: null });
+      expect(await store.deleteMachine(tenantId, machine.id)).toBe(true);
+      expect(await store.findMachine(tenantId, machine.id, { aadDeviceId: false, computerDnsName: false })).toBeNull();
+      expect(await store.getAction(tenantId, action.id)).toBeNull();
+      expect(await store.listEvents(tenantId, action.id)).toEqual([]);
+      expect(await store.deleteMachine(tenantId, machine.id)).toBe(false);
+      expect((await store.listActions(other.tenantId, all)).items).toHaveLength(1);
+    });
+
+    // Last: it replaces the whole world, which the tests above do not rely on any more.
+    it('exportWorld and replaceWorld: a world goes out and comes back the same, in one transaction', async () => {
+      const { tenantId, machine } = await tenantWithMachine();
+      const action = newAction(tenantId, machine, { type: 'LiveResponse', conflictKey: 'LiveResponse', scope: null });
+      await store.insertAction(action, { at: 1000, actor: 'app', comment: 'c' });
+      await store.transitionAction({ tenantId, actionId: action.id, from: ['Pending'], to: 'InProgress', patch: { startedAt: 1500 }, event: { at: 1500, actor: 'm', comment: null } });
+      await store.transitionAction({
+        tenantId,
+        actionId: action.id,
+        from: ['InProgress'],
+        to: 'Succeeded',
+        patch: {},
+        event: { at: 1600, actor: 'm', comment: null, detail: { reportId: 'r1', n: [1, 'two'] }, reportId: 'r1' },
+      });
+      await store.upsertApplication({ tenantId, clientId: randomUUID(), objectId: randomUUID(), displayName: 'a', secretHash: 'scrypt$x', roles: ['Machine.Isolate'], createdAt: 5 });
+      await store.upsertUser({ tenantId, objectId: randomUUID(), upn: 'u@x', passwordHash: 'scrypt$y', scopes: ['Machine.Read'], rolePermissions: ['View data'], deviceGroups: [7], createdAt: 6 });
+      const world = await store.exportWorld();
+      const mine = world.actions.find((a) => a.id === action.id)!;
+      expect(mine.status).toBe('Succeeded');
+      expect(mine.events.map((e) => [e.toStatus, e.reportId])).toEqual([
+        ['Pending', null],
+        ['InProgress', null],
+        ['Succeeded', 'r1'],
+      ]);
+
+      await store.replaceWorld({ tenants: [], applications: [], users: [], machines: [], actions: [] });
+      expect(await store.listTenants()).toEqual([]);
+      await store.replaceWorld(world);
+      expect(await store.exportWorld()).toEqual(world);
+      // The report id came back: the same report is not recorded twice.
+      expect(await store.appendEvent(tenantId, action.id, 'late-report', { at: 1700, actor: 'm', comment: null, reportId: 'r1' })).toBe(false);
+      // A world that breaks a rule (an action on a machine it lacks) changes nothing.
+      const broken = { ...world, machines: [] };
+      await expect(store.replaceWorld(broken)).rejects.toThrow();
+      expect(await store.exportWorld()).toEqual(world);
+      // Many rows load in chunks of a few hundred per statement.
+      const many = Array.from({ length: 1500 }, (_, i) => ({ ...machine, id: hexId(), computerDnsName: `bulk-${i}.local` }));
+      await store.replaceWorld({ ...world, machines: [...world.machines, ...many] });
+      expect((await store.listMachines(tenantId, { ...all, top: 2000 })).count).toBe(1501);
+    });
   });
 }

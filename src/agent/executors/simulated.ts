@@ -9,6 +9,7 @@ import {
   failed,
   HRESULT,
   succeeded,
+  type AgentAction,
   type ExecutionContext,
   type ExecutionOutcome,
   type Executor,
@@ -28,6 +29,8 @@ export interface CommandSimulation {
 
 /** How one action type behaves on a simulated machine. */
 export interface SimulationSpec {
+  /** How long it stays Pending once the machine has it, before the machine starts it. */
+  pendingMs?: number;
   /** How long it runs (live response: spread over its commands). */
   durationMs?: number;
   outcome?: 'Succeeded' | 'Failed';
@@ -40,14 +43,28 @@ export interface SimulationSpec {
    * which the server turns into an alert (docs/agents.md).
    */
   detail?: Record<string, unknown>;
-  /** LiveResponse: per command type. */
+  /** LiveResponse: per command type; a Failed command stops the ones after it and fails the action. */
   commands?: Partial<Record<CommandType, CommandSimulation>>;
 }
 
 /** Per action type, with `*` as the default for the others. */
 export type Simulation = Partial<Record<ActionType | '*', SimulationSpec>>;
 
-export const DEFAULT_SIMULATION: Required<Pick<SimulationSpec, 'durationMs' | 'outcome'>> = { durationMs: 2000, outcome: 'Succeeded' };
+export const DEFAULT_SIMULATION: Required<Pick<SimulationSpec, 'pendingMs' | 'durationMs' | 'outcome'>> = {
+  pendingMs: 0,
+  durationMs: 2000,
+  outcome: 'Succeeded',
+};
+
+/**
+ * Who decides instead of the per-type simulation (the emulator's lifecycle rules): what an
+ * action does, and when it may finish. The executor still does the work (commands, files).
+ */
+export interface SimulationSteering {
+  spec(action: AgentAction): SimulationSpec;
+  /** Resolves true when the action may finish, false when `signal` aborts first. */
+  finish(action: AgentAction, signal: AbortSignal): Promise<boolean>;
+}
 
 export function parseSimulation(value: unknown): Simulation {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('a simulation is a JSON object keyed by action type');
@@ -56,6 +73,7 @@ export function parseSimulation(value: unknown): Simulation {
     const s = spec as SimulationSpec;
     if (typeof s !== 'object' || s === null) throw new Error(`simulation.${key} must be an object`);
     if (s.durationMs !== undefined && !(Number.isFinite(s.durationMs) && s.durationMs >= 0)) throw new Error(`simulation.${key}.durationMs must be a number >= 0`);
+    if (s.pendingMs !== undefined && !(Number.isFinite(s.pendingMs) && s.pendingMs >= 0)) throw new Error(`simulation.${key}.pendingMs must be a number >= 0`);
     if (s.outcome !== undefined && s.outcome !== 'Succeeded' && s.outcome !== 'Failed') throw new Error(`simulation.${key}.outcome must be Succeeded or Failed`);
     if (s.errorHResult !== undefined && !Number.isInteger(s.errorHResult)) throw new Error(`simulation.${key}.errorHResult must be an integer`);
     if (s.detail !== undefined && (typeof s.detail !== 'object' || s.detail === null || Array.isArray(s.detail))) {
@@ -105,6 +123,10 @@ export interface SimulatedExecutorOptions {
   workDir?: string;
   /** The machine name shown in plausible output. */
   machineName?: string;
+  /** The emulator's lifecycle rules, deciding outcomes and timing instead of the simulation. */
+  steering?: SimulationSteering;
+  /** The clock command times and plausible output are read from (the emulator's). */
+  now?: () => number;
 }
 
 /** A command that could not do its work: its error, and the HRESULT the action fails with. */
@@ -130,6 +152,8 @@ export class SimulatedExecutor implements Executor {
   readonly name = 'simulated';
   private readonly workDir: string;
   private readonly machineName: string;
+  private readonly steering: SimulationSteering | undefined;
+  private readonly now: () => number;
 
   constructor(
     private readonly simulation: Simulation = {},
@@ -137,18 +161,28 @@ export class SimulatedExecutor implements Executor {
   ) {
     this.workDir = options.workDir ?? join(tmpdir(), 'countermand-simulated');
     this.machineName = options.machineName ?? 'simulated-machine';
+    this.steering = options.steering;
+    this.now = options.now ?? Date.now;
   }
 
-  private spec(type: ActionType) {
-    return { ...DEFAULT_SIMULATION, ...this.simulation['*'], ...this.simulation[type] };
+  private spec(action: AgentAction) {
+    const steered = this.steering?.spec(action);
+    return { ...DEFAULT_SIMULATION, ...(steered ?? { ...this.simulation['*'], ...this.simulation[action.type] }) };
+  }
+
+  /** How long the machine leaves a new action Pending before starting it (its `pendingMs`). */
+  admit(action: AgentAction, signal: AbortSignal): Promise<boolean> {
+    return sleep(this.spec(action).pendingMs, signal);
   }
 
   async execute(context: ExecutionContext): Promise<ExecutionOutcome> {
     const { action, signal } = context;
-    const spec = this.spec(action.type);
+    const spec = this.spec(action);
     const began = Date.now();
     const stopped = () =>
       failed(HRESULT.aborted, `stopped after ${Date.now() - began} ms: the action was cancelled`, { abortedAfterMs: Date.now() - began });
+    // Steered, the action runs once it may finish, its work (commands, files) done without delay.
+    if (this.steering && !(await this.steering.finish(action, signal))) return stopped();
     const work = join(this.workDir, action.id);
     try {
       if (action.type === 'LiveResponse' && action.commands.length > 0) {
@@ -156,7 +190,7 @@ export class SimulatedExecutor implements Executor {
         if (outcome === null) return stopped();
         if (outcome.status === 'Failed') return outcome;
       } else {
-        if (!(await sleep(spec.durationMs, signal))) return stopped();
+        if (!this.steering && !(await sleep(spec.durationMs, signal))) return stopped();
         if (action.type === 'CollectInvestigationPackage' && spec.outcome === 'Succeeded') {
           const problem = await this.collectPackage(context, work).then(
             () => null,
@@ -186,8 +220,9 @@ export class SimulatedExecutor implements Executor {
     const timeoutMs = (action.scriptTimeoutSeconds ?? DEFAULT_SCRIPT_TIMEOUT_SECONDS) * 1000;
     await mkdir(work, { recursive: true, mode: 0o700 });
     for (const command of commands) {
-      const plan = planCommand(spec, command, commands.length);
-      command.startTime = Date.now();
+      const planned = planCommand(spec, command, commands.length);
+      const plan = this.steering ? { ...planned, durationMs: 0 } : planned;
+      command.startTime = this.now();
       await context.progress?.(commands);
       let failure: CommandFailure | null = null;
       try {
@@ -198,7 +233,7 @@ export class SimulatedExecutor implements Executor {
         if (signal.aborted) return null;
         failure = error instanceof CommandFailure ? error : new CommandFailure(String((error as Error).message ?? error));
       }
-      command.endTime = Date.now();
+      command.endTime = this.now();
       command.commandStatus = failure ? 'Failed' : 'Completed';
       if (failure) command.errors.push(failure.message);
       await context.progress?.(commands);
@@ -252,7 +287,7 @@ export class SimulatedExecutor implements Executor {
         }
         if (!(await sleep(plan.durationMs, signal))) return false;
         const out = join(work, `${command.index}.file`);
-        await writeFile(out, plausibleFile(path, this.machineName), { mode: 0o600 });
+        await writeFile(out, plausibleFile(path, this.machineName, this.now()), { mode: 0o600 });
         await this.upload(context, command.index, out);
         return true;
       }
@@ -284,7 +319,7 @@ export class SimulatedExecutor implements Executor {
     const root = 'investigation-package';
     const dir = join(work, root);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    const files = plausiblePackage(this.machineName, context.action.id);
+    const files = plausiblePackage(this.machineName, context.action.id, this.now());
     for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content, { mode: 0o600 });
     const archive = join(work, 'package.tar.gz');
     await createTar({ gzip: true, file: archive, cwd: work, portable: true }, [root]);
@@ -293,19 +328,18 @@ export class SimulatedExecutor implements Executor {
 }
 
 /** Bytes that look like what the path names, so clients have something real to download. */
-function plausibleFile(path: string, machine: string): string {
+function plausibleFile(path: string, machine: string, now: number): string {
   const lines = [`# simulated copy of ${path} on ${machine}`];
-  const now = new Date();
   for (let i = 0; i < 20; i++) {
-    const at = new Date(now.getTime() - (20 - i) * 60_000).toISOString();
+    const at = new Date(now - (20 - i) * 60_000).toISOString();
     lines.push(`${at} ${machine} simulated[${1000 + i}]: line ${i + 1} of ${path}`);
   }
   return `${lines.join('\n')}\n`;
 }
 
 /** The files of a simulated investigation package: the sections a real collection has. */
-function plausiblePackage(machine: string, actionId: string): Record<string, string> {
-  const at = new Date().toISOString();
+function plausiblePackage(machine: string, actionId: string, now: number): Record<string, string> {
+  const at = new Date(now).toISOString();
   return {
     'README.txt': `Investigation package of ${machine} (simulated), collected ${at} for action ${actionId}.\n`,
     'manifest.json': `${JSON.stringify({ machine, actionId, collectedAt: at, simulated: true, sections: SECTIONS }, null, 2)}\n`,

@@ -108,6 +108,10 @@ export class PostgresStore extends SqlStore {
       let next = steps.next();
       while (!next.done) {
         const step = next.value;
+        if (step.only === 'sqlite') {
+          next = steps.next({ rows: [], changes: 0 });
+          continue;
+        }
         if (step.lock) await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [step.lock]);
         const locking = step.forUpdate ? ' FOR UPDATE' : step.forShare ? ' FOR SHARE' : '';
         const result = await client.query(numbered(`${step.sql}${locking}`), step.params);

@@ -306,3 +306,55 @@ export const UPDATE_INVESTIGATION = 'UPDATE investigations SET state = ?, status
 
 export const MARK_INACTIVE = `UPDATE machines SET health_status = 'Inactive'
   WHERE health_status = 'Active' AND last_seen < ?`;
+
+/**
+ * The tables a world is made of, children first (the order deletes run in; inserts run in the
+ * reverse). Signing keys, link keys and the schema are not part of a world; nor are blobs, which
+ * go by themselves once nothing refers to them (the artifacts sweep).
+ */
+export const WORLD_TABLES = [
+  'investigations',
+  'alerts',
+  'machine_ip_ranges',
+  'action_events',
+  'action_artifacts',
+  'machine_actions',
+  'reenroll_grants',
+  'agent_credentials',
+  'enrollment_secrets',
+  'machines',
+  'users',
+  'applications',
+  'library_files',
+  'tenants',
+] as const;
+
+export const SELECT_ALL_TENANTS = 'SELECT id, name FROM tenants ORDER BY id';
+export const SELECT_ALL_APPLICATIONS = 'SELECT * FROM applications ORDER BY tenant_id, client_id';
+export const SELECT_ALL_USERS = 'SELECT * FROM users ORDER BY tenant_id, object_id';
+export const SELECT_ALL_MACHINES = 'SELECT * FROM machines ORDER BY tenant_id, id';
+export const SELECT_ALL_ACTIONS = 'SELECT * FROM machine_actions ORDER BY seq';
+export const SELECT_ALL_EVENTS = 'SELECT * FROM action_events ORDER BY seq';
+
+/** One INSERT of `rows` rows of `columns` (a world is loaded a few hundred rows per statement). */
+export function insertRows(table: string, columns: readonly string[], rows: number): string {
+  const tuple = `(${placeholders(columns.length)})`;
+  return `INSERT INTO ${table} (${columns.join(', ')}) VALUES ${Array.from({ length: rows }, () => tuple).join(', ')}`;
+}
+
+export const EVENT_COLUMNS = ['tenant_id', 'action_id', 'at', 'actor', 'kind', 'from_status', 'to_status', 'comment', 'detail', 'report_id'] as const;
+
+/** Tables whose sequence is on the wire (investigation ids) or orders rows: restarted with the world. */
+export const SEQUENCED_TABLES = ['investigations', 'alerts', 'machine_ip_ranges', 'action_events', 'machine_actions'] as const;
+
+export const DELETE_MACHINE_INVESTIGATIONS = 'DELETE FROM investigations WHERE tenant_id = ? AND machine_id = ?';
+export const DELETE_MACHINE_ALERTS = 'DELETE FROM alerts WHERE tenant_id = ? AND machine_id = ?';
+export const DELETE_MACHINE_IP_RANGES = 'DELETE FROM machine_ip_ranges WHERE tenant_id = ? AND machine_id = ?';
+export const DELETE_MACHINE_EVENTS = `DELETE FROM action_events WHERE action_id IN
+  (SELECT id FROM machine_actions WHERE tenant_id = ? AND machine_id = ?)`;
+export const DELETE_MACHINE_ARTIFACTS = `DELETE FROM action_artifacts WHERE action_id IN
+  (SELECT id FROM machine_actions WHERE tenant_id = ? AND machine_id = ?)`;
+export const DELETE_MACHINE_ACTIONS = 'DELETE FROM machine_actions WHERE tenant_id = ? AND machine_id = ?';
+export const DELETE_MACHINE_CREDENTIALS = 'DELETE FROM agent_credentials WHERE tenant_id = ? AND machine_id = ?';
+export const DELETE_MACHINE_GRANTS = 'DELETE FROM reenroll_grants WHERE tenant_id = ? AND machine_id = ?';
+export const DELETE_MACHINE = 'DELETE FROM machines WHERE tenant_id = ? AND id = ?';

@@ -32,6 +32,7 @@ import type {
   Page,
   Store,
   Transition,
+  World,
 } from '../../domain/store.js';
 import type { EntitySetDef } from '../../odata/index.js';
 import * as A from './artifacts.js';
@@ -57,6 +58,8 @@ export interface Step {
   forShare?: boolean;
   /** PostgreSQL: serialise with every other transaction taking this key (SQLite writes are serial). */
   lock?: string;
+  /** Only on this backend (a statement the other has no equivalent of, or no need for). */
+  only?: 'sqlite' | 'postgres';
 }
 
 export interface StepResult {
@@ -222,6 +225,60 @@ function* appendEvent(tenantId: string, actionId: string, kind: ActionEvent['kin
   if (!rows[0]) return false;
   const status = String(rows[0].status);
   return yield* insertEvent(tenantId, actionId, kind, status, status, event);
+}
+
+/** Parameters per statement when loading a world: below SQLite's and PostgreSQL's limits. */
+const MAX_PARAMS = 30_000;
+
+/** Multi-row INSERTs of `values` (one parameter array per row), a few hundred rows at a time. */
+function* insertAll(table: string, columns: readonly string[], values: unknown[][]): Operation<void> {
+  const per = Math.max(1, Math.floor(MAX_PARAMS / columns.length));
+  for (let i = 0; i < values.length; i += per) {
+    const chunk = values.slice(i, i + per);
+    yield { sql: Q.insertRows(table, columns, chunk.length), params: chunk.flat() };
+  }
+}
+
+function* replaceWorld(world: World): Operation<void> {
+  // One lock for the whole world: a second reset on another node waits for this one.
+  yield { sql: 'SELECT 1', params: [], lock: 'world' };
+  for (const table of Q.WORLD_TABLES) yield { sql: `DELETE FROM ${table}`, params: [] };
+  // Ids that come from a sequence (investigations') start again, so a reset world repeats them.
+  yield { sql: `DELETE FROM sqlite_sequence WHERE name IN (${Q.SEQUENCED_TABLES.map((t) => `'${t}'`).join(', ')})`, params: [], only: 'sqlite' };
+  for (const table of Q.SEQUENCED_TABLES) yield { sql: `ALTER TABLE ${table} ALTER COLUMN seq RESTART WITH 1`, params: [], only: 'postgres' };
+  yield* insertAll('tenants', ['id', 'name'], world.tenants.map((t) => [t.id, t.name]));
+  yield* insertAll('applications', R.APPLICATION_COLUMNS, world.applications.map(R.applicationParams));
+  yield* insertAll('users', R.USER_COLUMNS, world.users.map(R.userParams));
+  yield* insertAll('machines', R.MACHINE_COLUMNS, world.machines.map(R.machineParams));
+  yield* insertAll('machine_actions', R.ACTION_COLUMNS, world.actions.map(R.actionParams));
+  const events = world.actions.flatMap((a) =>
+    a.events.map((e) => [
+      a.tenantId,
+      a.id,
+      e.at,
+      e.actor,
+      e.kind,
+      e.fromStatus,
+      e.toStatus,
+      e.comment,
+      e.detail ? JSON.stringify(e.detail) : null,
+      e.reportId,
+    ]),
+  );
+  yield* insertAll('action_events', Q.EVENT_COLUMNS, events);
+}
+
+function* deleteMachine(tenantId: string, machineId: string): Operation<boolean> {
+  const key = [tenantId, machineId];
+  yield { sql: Q.DELETE_MACHINE_INVESTIGATIONS, params: key };
+  yield { sql: Q.DELETE_MACHINE_ALERTS, params: key };
+  yield { sql: Q.DELETE_MACHINE_IP_RANGES, params: key };
+  yield { sql: Q.DELETE_MACHINE_EVENTS, params: key };
+  yield { sql: Q.DELETE_MACHINE_ARTIFACTS, params: key };
+  yield { sql: Q.DELETE_MACHINE_ACTIONS, params: key };
+  yield { sql: Q.DELETE_MACHINE_CREDENTIALS, params: key };
+  yield { sql: Q.DELETE_MACHINE_GRANTS, params: key };
+  return (yield { sql: Q.DELETE_MACHINE, params: key }).changes > 0;
 }
 
 /**
@@ -519,6 +576,40 @@ export abstract class SqlStore implements Store {
     const secret = await this.one(A.SELECT_LINK_KEY, [id], (r) => String(r.secret));
     if (secret === null) throw new Error(`link key ${id} was not stored`);
     return secret;
+  }
+
+  deleteMachine(tenantId: string, machineId: string): Promise<boolean> {
+    return this.transaction(() => deleteMachine(tenantId, machineId));
+  }
+
+  async exportWorld(): Promise<World> {
+    const [tenants, applications, users, machines, actions, events] = await Promise.all([
+      this.many(Q.SELECT_ALL_TENANTS, [], rowToTenant),
+      this.many(Q.SELECT_ALL_APPLICATIONS, [], R.rowToApplication),
+      this.many(Q.SELECT_ALL_USERS, [], R.rowToUser),
+      this.many(Q.SELECT_ALL_MACHINES, [], R.rowToMachine),
+      this.many(Q.SELECT_ALL_ACTIONS, [], R.rowToAction),
+      this.query(Q.SELECT_ALL_EVENTS, []),
+    ]);
+    const byAction = new Map(actions.map((a) => [a.id, { ...a, events: [] as World['actions'][number]['events'] }]));
+    for (const row of events) {
+      const e = R.rowToEvent(row);
+      byAction.get(e.actionId)?.events.push({
+        at: e.at,
+        actor: e.actor,
+        kind: e.kind,
+        fromStatus: e.fromStatus,
+        toStatus: e.toStatus,
+        comment: e.comment,
+        detail: e.detail,
+        reportId: row.report_id === null || row.report_id === undefined ? null : String(row.report_id),
+      });
+    }
+    return { tenants, applications, users, machines, actions: [...byAction.values()] };
+  }
+
+  replaceWorld(world: World): Promise<void> {
+    return this.transaction(() => replaceWorld(world));
   }
 }
 

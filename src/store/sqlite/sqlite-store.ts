@@ -120,6 +120,7 @@ export class SqliteStore extends SqlStore {
 
   /** One step, synchronously: statements that return rows are read, the others run. */
   private step(step: Step): StepResult {
+    if (step.only === 'postgres') return { rows: [], changes: 0 };
     const statement = this.stmt(step.sql);
     if (statement.reader) return { rows: statement.all(...step.params) as Row[], changes: 0 };
     return { rows: [], changes: statement.run(...step.params).changes };
