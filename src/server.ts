@@ -302,7 +302,12 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
       baseUrl: () => baseUrl,
       pageSize: config.pageSize,
       cancelRequiresMatchingPermission: config.cancelRequiresMatchingPermission,
-      events: { changes, heartbeatMs: config.eventHeartbeatSeconds * 1000, streamsPerCaller: config.eventStreamsPerCaller },
+      events: {
+        changes,
+        heartbeatMs: config.eventHeartbeatSeconds * 1000,
+        streamsPerCaller: config.eventStreamsPerCaller,
+        ...(control ? { clock: control.clock } : {}),
+      },
     };
     const authenticator = new TokenAuthenticator({
       store,
@@ -417,7 +422,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     if (control) {
       stops.push(() => control.steering.clear());
       // Loaded after listening, as the demo is seeded: /ready says when the world is there.
-      await control.attach({ actions, gateway, limiter, authenticator, sweeper });
+      await control.attach({ actions, gateway, limiter, authenticator, sweeper, changes });
     }
     sweeper.start();
     stops.push(() => sweeper.stop());

@@ -35,7 +35,13 @@ export interface ApiContext {
   /** Whether cancel requires the permission matching the action's type (see docs). */
   cancelRequiresMatchingPermission: boolean;
   /** The event stream (docs/action-center.md): this node's streams and their bounds. */
-  events: { changes: ActionChanges; heartbeatMs: number; streamsPerCaller: number };
+  events: {
+    changes: ActionChanges;
+    heartbeatMs: number;
+    streamsPerCaller: number;
+    /** The emulator's clock, when the control API is on: tokens expire by it. */
+    clock?: { now(): number; schedule(at: number, fire: () => void): () => void };
+  };
 }
 
 export interface Reply {

@@ -13,6 +13,7 @@ import { derivedMachineId, FixturesError, type Fixtures } from '../fixtures.js';
 import type { TokenAuthenticator } from '../identity/authenticator.js';
 import type { Directory } from '../identity/directory.js';
 import type { ApiRateLimiter } from '../identity/rate-limiter.js';
+import type { ActionChanges } from '../services/action-changes.js';
 import type { ActionsService } from '../services/actions.js';
 import { Clock, type ClockMode } from './clock.js';
 import { Faults } from './faults.js';
@@ -106,6 +107,8 @@ export interface ControlServices {
   limiter: ApiRateLimiter;
   authenticator: TokenAuthenticator;
   sweeper: Sweeper;
+  /** This node's event streams: ended by a reset or a load (a new world, perhaps without their caller), told to re-read by a removal. */
+  changes: Pick<ActionChanges, 'resync' | 'endAll'>;
 }
 
 export class ControlPlane {
@@ -232,6 +235,8 @@ export class ControlPlane {
     this.clock.reset({ mode: settings.clock.mode, ...(settings.clock.start !== null ? { start: settings.clock.start } : {}) });
     this.random.reseed(settings.seed);
     await this.options.store.replaceWorld(baseline.world);
+    // The clock and the identities start again too, so a stream ends; its client reconnects and re-reads.
+    services.changes.endAll('reset');
     services.authenticator.forget();
     services.gateway.forgetCredentials();
     await services.limiter.reset();
@@ -327,7 +332,10 @@ export class ControlPlane {
 
   async removeMachine(tenantId: string, machineId: string): Promise<boolean> {
     await this.steering.forget(tenantId, machineId);
-    return this.options.store.deleteMachine(tenantId, machineId);
+    const removed = await this.options.store.deleteMachine(tenantId, machineId);
+    // Its actions went with it, without a change each.
+    if (removed) this.services!.changes.resync();
+    return removed;
   }
 
   private serially<T>(work: () => Promise<T>): Promise<T> {

@@ -153,6 +153,11 @@ export class ActionChanges {
   /** Ends every stream (before the server closes, which would otherwise wait for them). */
   closeAll(reason: string): void {
     this.closed = true;
+    this.endAll(reason);
+  }
+
+  /** Ends every open stream; new ones are still welcome (the emulator's reset). */
+  endAll(reason: string): void {
     this.broadcast({ type: 'end', reason });
   }
 

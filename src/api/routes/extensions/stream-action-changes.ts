@@ -59,7 +59,8 @@ export const streamActionChanges: Operation = {
     response: { status: 200, description: 'The stream, open until the token expires or the server shuts down.', contentType: 'text/event-stream; charset=utf-8', schema: Type.String() },
   },
   async handler(request, ctx, reply) {
-    const { changes, heartbeatMs, streamsPerCaller } = ctx.events;
+    const { changes, heartbeatMs, streamsPerCaller, clock } = ctx.events;
+    const now = clock?.now ?? Date.now;
     const headers = {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -80,7 +81,7 @@ export const streamActionChanges: Operation = {
       open = false;
       subscription?.close();
       clearInterval(heartbeat);
-      clearTimeout(expiry);
+      expiry?.();
       if (last !== undefined && !raw.destroyed) raw.end(last);
       else raw.destroy();
       request.log.info({ reason, openStreams: changes.size }, 'event stream ended');
@@ -103,11 +104,15 @@ export const streamActionChanges: Operation = {
     raw.writeHead(200, headers);
     const expiresAt = tokenExpiry(request.headers.authorization);
     raw.write(frame('ready', { heartbeatSeconds: heartbeatMs / 1000, tokenExpiresDateTimeUtc: toWireTime(expiresAt) }));
-    const heartbeat = setInterval(() => write(`: heartbeat ${toWireTime(Date.now())}\n\n`), heartbeatMs);
-    const expiry =
-      expiresAt === null
-        ? undefined
-        : setTimeout(() => stop('token-expired', frame('end', { reason: 'token-expired' })), Math.min(MAX_TIMER_MS, Math.max(0, expiresAt - Date.now())));
+    const heartbeat = setInterval(() => write(`: heartbeat ${toWireTime(now())}\n\n`), heartbeatMs);
+    const expire = () => stop('token-expired', frame('end', { reason: 'token-expired' }));
+    // The emulator's clock issued the token, so it says when it expires (an advance fires it).
+    let expiry: (() => void) | undefined;
+    if (expiresAt !== null && clock) expiry = clock.schedule(expiresAt, expire);
+    else if (expiresAt !== null) {
+      const timer = setTimeout(expire, Math.min(MAX_TIMER_MS, Math.max(0, expiresAt - Date.now())));
+      expiry = () => clearTimeout(timer);
+    }
     raw.on('close', () => stop('client-closed'));
     request.log.info({ openStreams: changes.size }, 'event stream opened');
     return null;
