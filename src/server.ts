@@ -422,7 +422,7 @@ export async function startServer(config: ServerConfig, logger: Logger = createL
     if (control) {
       stops.push(() => control.steering.clear());
       // Loaded after listening, as the demo is seeded: /ready says when the world is there.
-      await control.attach({ actions, gateway, limiter, authenticator, sweeper, changes });
+      await control.attach({ actions, gateway, limiter, authenticator, sweeper, changes, artifacts });
     }
     sweeper.start();
     stops.push(() => sweeper.stop());

@@ -56,7 +56,7 @@ const refusedByServer = (error: unknown) => error instanceof ServerError && (err
 const TRANSFER_ATTEMPTS = 5;
 
 /** An investigation package's content type, by its first bytes: a gzip (tar.gz) or a zip. */
-async function packageType(path: string): Promise<string> {
+export async function packageType(path: string): Promise<string> {
   const handle = await open(path, 'r');
   try {
     const { buffer, bytesRead } = await handle.read(Buffer.alloc(4), 0, 4, 0);

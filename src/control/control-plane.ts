@@ -13,6 +13,7 @@ import { derivedMachineId, FixturesError, type Fixtures } from '../fixtures.js';
 import type { TokenAuthenticator } from '../identity/authenticator.js';
 import type { Directory } from '../identity/directory.js';
 import type { ApiRateLimiter } from '../identity/rate-limiter.js';
+import type { ArtifactsService } from '../artifacts/artifacts.js';
 import type { ActionChanges } from '../services/action-changes.js';
 import type { ActionsService } from '../services/actions.js';
 import { Clock, type ClockMode } from './clock.js';
@@ -109,6 +110,7 @@ export interface ControlServices {
   sweeper: Sweeper;
   /** This node's event streams: ended by a reset or a load (a new world, perhaps without their caller), told to re-read by a removal. */
   changes: Pick<ActionChanges, 'resync' | 'endAll'>;
+  artifacts: ArtifactsService;
 }
 
 export class ControlPlane {
@@ -186,6 +188,7 @@ export class ControlPlane {
       gateway: services.gateway,
       clock: this.clock,
       logger: this.options.logger,
+      artifacts: services.artifacts,
     });
     services.actions.setObserver(this.steeringRef);
     this.baseline = await this.initialBaseline();

@@ -1,6 +1,11 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import type { FastifyBaseLogger } from 'fastify';
+import { packageType } from '../agent/agent.js';
+import type { ArtifactsService } from '../artifacts/artifacts.js';
 import { DEFAULT_SIMULATION, SimulatedExecutor, type Simulation, type SimulationSpec } from '../agent/executors/simulated.js';
-import { HRESULT, type AgentAction } from '../agent/executor.js';
+import { HRESULT, type AgentAction, type ExecutionContext } from '../agent/executor.js';
 import type { AgentGateway, AgentIdentity } from '../dispatch/gateway.js';
 import { ApiError, ERRORS } from '../domain/errors.js';
 import { isFinal } from '../domain/lifecycle.js';
@@ -113,6 +118,8 @@ export interface SteeringOptions {
   gateway: AgentGateway;
   clock: Clock;
   logger: FastifyBaseLogger;
+  /** Library files, results and packages: what a simulated machine's live response and collection move. */
+  artifacts: ArtifactsService;
 }
 
 export class Steering implements ActionObserver {
@@ -437,6 +444,34 @@ export class Steering implements ActionObserver {
     });
   }
 
+  /**
+   * A simulated machine's file transfer, in process: the same artifacts-service calls (and so the
+   * same checks: the action running, a file its commands name, the upload cap) as the agent
+   * protocol's routes make for a real agent, with the link a real agent would be given.
+   */
+  private fileTransfer(identity: AgentIdentity, action: MachineAction): Pick<ExecutionContext, 'fetchLibraryFile' | 'uploadCommandResult' | 'uploadPackage'> {
+    const { artifacts, store } = this.options;
+    const running = async () => (await store.getAction(action.tenantId, action.id)) ?? action;
+    const upload = async (index: number | null, source: string, contentType: string) => {
+      const { size } = await stat(source);
+      await artifacts.receive(identity, await running(), index, { source: createReadStream(source), contentType, contentLength: size, sha256: undefined });
+    };
+    return {
+      fetchLibraryFile: async (fileName, destination) => {
+        const current = await running();
+        const { link } = await artifacts.libraryLink(identity, current, fileName);
+        const query = Object.fromEntries(new URL(link, 'http://emulator.invalid').searchParams);
+        const { reader } = await artifacts.openLibraryFile(identity, current, fileName, query);
+        await pipeline(reader.stream, createWriteStream(destination, { mode: 0o600 })).catch(async (error: unknown) => {
+          await rm(destination, { force: true });
+          throw error;
+        });
+      },
+      uploadCommandResult: (index, source) => upload(index, source, 'application/octet-stream'),
+      uploadPackage: async (source) => upload(null, source, await packageType(source)),
+    };
+  }
+
   /** What the machine does with the action, from its current status to the end of its plan. */
   private async carryOut(t: Tracked): Promise<void> {
     const { signal } = t.controller;
@@ -470,6 +505,7 @@ export class Steering implements ActionObserver {
         progress: async (commands) => {
           if (!signal.aborted) await gateway.progress(identity, t.action.id, { commands });
         },
+        ...this.fileTransfer(identity, t.action),
       });
       if (signal.aborted) return;
       await gateway.report(identity, t.action.id, { reportId, ...outcome, detail: { ...outcome.detail, ...(plan.ruleId ? { rule: plan.ruleId } : {}) } });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { appClient } from '../support/harness.js';
+import { ensureLibraryFile } from '../support/library.js';
 import { BACKENDS, startEmulator, type Emulator } from '../support/emulator.js';
 
 /** Each lifecycle rule, driven as a test suite would: rules through the ControlClient, actions over the MDE API. */
@@ -91,6 +92,7 @@ describe.each(BACKENDS)('lifecycle rules (%s)', (backend) => {
 
   it('live response per command: a failed command stops the ones after it', async () => {
     await e.control.addRule({ match: { actionType: 'LiveResponse' }, finish: 'step', commands: { RunScript: { outcome: 'Failed', error: 'script not found (emulated)' } } });
+    await ensureLibraryFile(e.api, 'a.sh');
     const lr = await e.api.post(`/api/machines/${machineId}/runliveresponse`, {
       Comment: 'lr',
       Commands: [
