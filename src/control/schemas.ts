@@ -31,6 +31,8 @@ const CommandBehaviour = Type.Object(
     outcome: Type.Enum(['Completed', 'Failed']),
     /** The command's error when it fails. */
     error: Type.Optional(Type.String({ maxLength: 4096 })),
+    /** RunScript on a simulated machine: the exit code in its result (the command still completes). */
+    exitCode: Type.Optional(Type.Integer({ minimum: -2147483648, maximum: 2147483647 })),
   },
   { additionalProperties: false },
 );

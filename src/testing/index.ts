@@ -24,6 +24,8 @@ export type ActionType =
 export interface CommandBehaviour {
   outcome: 'Completed' | 'Failed';
   error?: string;
+  /** RunScript on a simulated machine: the exit code in its result. */
+  exitCode?: number;
 }
 
 export interface Rule {

@@ -86,4 +86,17 @@ describe.each(BACKENDS)('emulated machines and artifacts (%s)', (backend) => {
     await e.control.removeMachine(e.setup.tenantId, m.id);
     expect((await stored(e.server)).artifacts).toBe(0);
   });
+
+  it("a rule's RunScript exit code is the one in the result", async () => {
+    await e.control.setRules([{ match: { actionType: 'LiveResponse' }, start: 'now', finish: 'step', commands: { RunScript: { outcome: 'Completed', exitCode: 3 } } }]);
+    await ensureLibraryFile(e.api, 'exit3.sh', SCRIPT);
+    const lr = await e.api.post(`/api/machines/${e.setup.machines[0]!.id}/runliveresponse`, {
+      Comment: 'exit code',
+      Commands: [{ type: 'RunScript', params: [{ key: 'ScriptName', value: 'exit3.sh' }] }],
+    });
+    expect(lr.status, lr.text).toBe(201);
+    await finish(lr.body.id);
+    const result = JSON.parse((await download(`/api/machineactions/${lr.body.id}/GetLiveResponseResultDownloadLink(index=0)`)).bytes.toString('utf8'));
+    expect([result.exit_code, result.script_errors]).toEqual([3, '[simulated] exit3.sh exited with code 3\n']);
+  });
 });
